@@ -1,0 +1,56 @@
+"""Command line: ``python -m analysis <command> ...``. Each command prints or writes plain data."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from analysis.loading import load_model
+from analysis.models import DEFAULT_MODEL, ModelLoadError
+from analysis.trace import TextError, run_trace
+
+
+def _info(args: argparse.Namespace) -> int:
+    handle = load_model(args.model)
+    print(json.dumps(handle.info.__dict__, indent=2, default=str))
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    trace = run_trace(load_model(args.model), args.text, max_tokens=args.max_tokens)
+    print(f"{trace.n_tokens} tokens{' (truncated)' if trace.truncated else ''}: {trace.tokens}")
+    for prediction in trace.top_next:
+        print(f"{prediction.probability:8.4f}  {prediction.token!r}")
+    return 0
+
+
+def _add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded model name, local folder or hub id")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="python -m analysis", description="Attention Atlas analyses")
+    commands = parser.add_subparsers(dest="command", required=True)
+    registry: list[tuple[str, str, Callable, Callable[[argparse.ArgumentParser], None]]] = [
+        ("info", "describe a model", _info, lambda p: None),
+        ("trace", "tokens and next-token predictions of a text", _trace,
+         lambda p: (p.add_argument("text"), p.add_argument("--max-tokens", type=int, default=256))),
+    ]
+    for name, help_text, handler, add_arguments in registry:
+        sub = commands.add_parser(name, help=help_text)
+        _add_model_argument(sub)
+        add_arguments(sub)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; bad input prints a message and exits 2 instead of a traceback."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ModelLoadError, TextError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,13 @@
+"""Attention Atlas: explore the attention heads of transformer language models in the browser."""
+from __future__ import annotations
+
+import streamlit as st
+
+from components.navigation import PAGES
+from components.sidebar import render_sidebar
+
+st.set_page_config(page_title="Attention Atlas", page_icon=":material/hub:", layout="wide")
+navigation = st.navigation([st.Page(file, title=title, icon=icon, url_path=path, default=index == 0)
+                            for index, (file, title, icon, path) in enumerate(PAGES)])
+render_sidebar()
+navigation.run()

@@ -1,0 +1,1 @@
+"""Streamlit widgets and Plotly figures built from analysis results."""

@@ -1,0 +1,73 @@
+"""What every page starts with: the state, the loaded model and the trace, or a clear message."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from analysis.handle import ModelHandle
+from analysis.models import ModelLoadError
+from analysis.trace import TextError, Trace
+from components.cache import cached_model, cached_trace
+from components.sidebar import model_allowed
+from components.state import get_state, link_warnings, update_state, write_url
+
+
+@dataclass
+class PageContext:
+    """A page's inputs: the session's state, the model handle and the text's trace."""
+
+    state: dict[str, Any]
+    handle: ModelHandle
+    trace: Trace
+
+
+def _fail(message: str) -> None:
+    st.error(message)
+    st.stop()
+
+
+def _clamp_head_selection(state: dict[str, Any], handle: ModelHandle, trace: Trace) -> None:
+    """Out-of-range layer/head/token from a link: say so and fall back to a valid choice."""
+    info = handle.info
+    fixes = {}
+    if state["layer"] >= info.n_layers:
+        fixes["layer"] = 0
+        st.warning(f"Layer {state['layer']} does not exist in {info.name} (layers 0–{info.n_layers - 1}); "
+                   "showing layer 0.")
+    if state["head"] >= info.n_heads:
+        fixes["head"] = 0
+        st.warning(f"Head {state['head']} does not exist in {info.name} (heads 0–{info.n_heads - 1}); "
+                   "showing head 0.")
+    if state["token"] >= trace.n_tokens:
+        fixes["token"] = -1
+        st.warning(f"Token {state['token']} is past the end of the text ({trace.n_tokens} tokens); "
+                   "showing the last token.")
+    if fixes:
+        update_state(**fixes)
+
+
+def page_context() -> PageContext:
+    """Load the model and trace for the current state; on failure show what to do and stop the page."""
+    state = get_state()
+    for warning in link_warnings():
+        st.warning(warning)
+    write_url()
+    name = state["model"]
+    if not model_allowed(name):
+        _fail(f"This link names the model '{name[:80]}', which this server is not configured to serve. "
+              "Pick a model in the sidebar, or ask the operator to add it to ATLAS_ALLOWED_MODELS.")
+    try:
+        handle = cached_model(name)
+    except ModelLoadError as error:
+        _fail(f"{error}\n\nPick another model in the sidebar.")
+    try:
+        trace = cached_trace(name, state["text"], int(state["max_tokens"]))
+    except TextError as error:
+        _fail(str(error))
+    if trace.truncated:
+        st.warning(f"The text has {trace.n_tokens_in_text} tokens; only the first {trace.n_tokens} are analysed "
+                   "(raise the token cap in the sidebar, up to 1024).")
+    _clamp_head_selection(state, handle, trace)
+    return PageContext(state, handle, trace)
