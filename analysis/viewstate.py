@@ -65,7 +65,10 @@ def _parse_value(spec: StateField, raw: str) -> Any:
         raise ValueError("not true/false")
     if len(raw) > 24:
         raise ValueError("not a number")
-    value: float = int(raw) if spec.kind == "int" else float(raw)
+    try:
+        value: float = int(raw) if spec.kind == "int" else float(raw)
+    except ValueError:
+        raise ValueError("not a whole number" if spec.kind == "int" else "not a number") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError("not a finite number")
     if spec.minimum is not None and value < spec.minimum or spec.maximum is not None and value > spec.maximum:

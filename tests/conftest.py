@@ -46,3 +46,22 @@ def artifacts_dir() -> Path:
     path = ROOT / "tests" / "artifacts"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """The real app served on a free localhost port for the whole session (its own share database)."""
+    from tests.browser_support import running_app
+
+    database = tmp_path_factory.mktemp("db") / "atlas.sqlite"
+    with running_app({"ATLAS_DB_PATH": str(database)}) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Debian Chromium driven by Playwright."""
+    from tests.browser_support import chromium
+
+    with chromium() as instance:
+        yield instance

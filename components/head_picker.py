@@ -1,0 +1,55 @@
+"""Choosing a head: layer/head selectors bound to the URL state, and clickable layer × head grids.
+
+Streamlit returns no selection for clicks on Plotly heatmaps, so a grid gets an invisible scatter
+layer with one point per head at (x=head, y=layer); clicks on it come back as points.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from analysis.handle import ModelInfo
+from components.state import bind
+
+
+def head_picker(info: ModelInfo, state: dict) -> tuple[int, int]:
+    """Two select boxes (layer, head); returns the chosen pair."""
+    left, right = st.columns(2)
+    with left:
+        bind(st.selectbox, "layer", "Layer", options=list(range(info.n_layers)), index=int(state["layer"]),
+             format_func=lambda layer: f"L{layer}")
+    with right:
+        bind(st.selectbox, "head", "Head", options=list(range(info.n_heads)), index=int(state["head"]),
+             format_func=lambda head: f"H{head}")
+    return int(state["layer"]), int(state["head"])
+
+
+def add_head_click_layer(figure: go.Figure, n_layers: int, n_heads: int,
+                         hover_text: Sequence[str] | None = None, marker_size: int = 18) -> go.Figure:
+    """Overlay one invisible, clickable point per head; ``hover_text`` is per head in (layer, head) order."""
+    layers = [layer for layer in range(n_layers) for _ in range(n_heads)]
+    heads = [head for _ in range(n_layers) for head in range(n_heads)]
+    text = list(hover_text) if hover_text is not None else [f"L{l}H{h}" for l, h in zip(layers, heads)]
+    figure.add_trace(go.Scatter(
+        x=heads, y=layers, mode="markers", text=text, hovertemplate="%{text}<extra>click to open</extra>",
+        marker={"symbol": "square", "size": marker_size, "opacity": 0.0}, showlegend=False, name="heads",
+        selected={"marker": {"opacity": 0.0}}, unselected={"marker": {"opacity": 0.0}},
+    ))
+    figure.update_layout(clickmode="event+select", dragmode=False)
+    return figure
+
+
+def head_grid(figure: go.Figure, key: str) -> tuple[int, int] | None:
+    """Draw a figure built with ``add_head_click_layer``; return the (layer, head) the user clicked, once."""
+    counter_key = f"{key}_clicks"
+    generation = st.session_state.get(counter_key, 0)
+    event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=f"{key}_{generation}",
+                            config={"displayModeBar": False})
+    points = event.selection.points if event is not None else []
+    if not points:
+        return None
+    st.session_state[counter_key] = generation + 1  # a fresh widget next time, so the click is used once
+    point = points[0]
+    return int(round(point["y"])), int(round(point["x"]))

@@ -1,0 +1,38 @@
+"""Short summaries of the loaded model and of the analysed text."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from analysis.handle import ModelInfo
+from analysis.tokens import display_token
+from analysis.trace import Trace
+
+
+def model_summary(info: ModelInfo) -> None:
+    """Architecture, size and device in one row of metrics."""
+    columns = st.columns(6)
+    columns[0].metric("Architecture", info.architecture.replace("ForCausalLM", "").replace("Model", "") or "?",
+                      help=f"{info.architecture}, {'causal decoder' if info.causal else 'bidirectional encoder'}")
+    columns[1].metric("Layers", info.n_layers)
+    columns[2].metric("Heads / layer", info.n_heads)
+    columns[3].metric("KV heads", info.n_kv_heads,
+                      help="Fewer KV heads than query heads means grouped-query attention: each query head still "
+                           "has its own pattern.")
+    columns[4].metric("Parameters", f"{info.n_params / 1e6:.0f} M")
+    columns[5].metric("Device", info.device)
+
+
+def text_summary(trace: Trace) -> None:
+    """Token count and, for causal models, the next-token top-10 with probabilities."""
+    st.caption(f"{trace.n_tokens} tokens analysed" + (f" of {trace.n_tokens_in_text}" if trace.truncated else ""))
+    if not trace.top_next:
+        st.caption("Encoder model: no next-token prediction.")
+        return
+    table = pd.DataFrame({
+        "next token": [display_token(p.token) for p in trace.top_next],
+        "probability": [p.probability for p in trace.top_next],
+    })
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"probability": st.column_config.ProgressColumn(format="%.3f", min_value=0.0,
+                                                                               max_value=1.0)})

@@ -1,0 +1,33 @@
+"""Model overview: every layer × head as a thumbnail; click one to open it."""
+import streamlit as st
+
+from components.attention_figures import overview_mosaic
+from components.head_picker import add_head_click_layer, head_grid
+from components.navigation import page_file
+from components.page import page_context
+from components.state import bind, update_state
+from components.summary import model_summary, text_summary
+
+ctx = page_context()
+st.title("Model overview")
+model_summary(ctx.handle.info)
+left, right = st.columns([3, 1])
+with right:
+    text_summary(ctx.trace)
+with left:
+    options = st.columns(2)
+    with options[0]:
+        bind(st.toggle, "hide_first", "Hide first token (sink)", value=ctx.state["hide_first"],
+             help="Most heads park attention on the first token (an attention sink, Xiao et al. 2023); "
+                  "hiding it lets the rest of the pattern show.")
+    with options[1]:
+        bind(st.toggle, "log_color", "Log colour", value=ctx.state["log_color"])
+    st.caption("Each thumbnail is one head's attention (query rows × key columns), scaled to its own maximum. "
+               "Click a thumbnail to open the head.")
+    figure = overview_mosaic(ctx.trace.attentions, ctx.state["hide_first"], ctx.state["log_color"],
+                             selected=(ctx.state["layer"], ctx.state["head"]))
+    info = ctx.handle.info
+    picked = head_grid(add_head_click_layer(figure, info.n_layers, info.n_heads), key="overview_mosaic")
+    if picked is not None:
+        update_state(layer=picked[0], head=picked[1])
+        st.switch_page(page_file("head"))

@@ -1,0 +1,24 @@
+"""Token view: follow one token through every layer and head."""
+import streamlit as st
+
+from components.attention_figures import token_strip_figure
+from components.page import page_context
+from components.state import bind
+
+ctx = page_context()
+trace, state = ctx.trace, ctx.state
+st.title("Token view")
+tokens = trace.display_tokens
+position = state["token"] if state["token"] >= 0 else trace.n_tokens - 1
+left, middle, right = st.columns([2, 1, 1])
+with left:
+    bind(st.selectbox, "token", "Token", options=list(range(trace.n_tokens)), index=position,
+         format_func=lambda i: f"{i}: {tokens[i]}")
+with middle:
+    direction = st.radio("Show", ["from", "to"], horizontal=True, key="token_direction",
+                         format_func=lambda d: "where it looks" if d == "from" else "who looks at it")
+with right:
+    per_head = st.toggle("Every head", value=False, key="token_per_head",
+                         help="Off: one row per layer (mean over heads). On: one row per head, grouped by layer.")
+position = state["token"] if state["token"] >= 0 else trace.n_tokens - 1
+st.plotly_chart(token_strip_figure(trace.attentions, tokens, position, direction, per_head), key="token_strip")

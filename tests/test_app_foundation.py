@@ -1,0 +1,74 @@
+"""The overview, head and token pages in real Streamlit (AppTest), including bad links."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def run_app(page: str | None = None, **params: str) -> AppTest:
+    """Open the app with query parameters, directly on ``page`` if given, and run it."""
+    app = AppTest.from_file(APP, default_timeout=180)
+    for key, value in params.items():
+        app.query_params[key] = value
+    if page:
+        app.switch_page(page)
+    return app.run()
+
+
+def messages(app: AppTest) -> str:
+    """All error and warning texts of the last run."""
+    return " ".join(e.value for e in list(app.error) + list(app.warning))
+
+
+def test_overview_shows_model_summary_and_prediction(smollm2):
+    app = run_app()
+    assert not app.exception
+    assert app.title[0].value == "Model overview"
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Layers"] == "30" and metrics["KV heads"] == "3"
+    assert "␣Mary" in app.dataframe[0].value["next token"].tolist()
+
+
+def test_head_view_restores_layer_and_head_from_the_link(smollm2):
+    app = run_app("pages/head_view.py", layer="5", head="7")
+    assert not app.exception
+    assert [s.value for s in app.selectbox if s.label in ("Layer", "Head")] == [5, 7]
+    assert app.query_params["layer"] == "5" and app.query_params["head"] == "7"
+
+
+def test_token_view_on_the_encoder(minilm):
+    app = run_app("pages/token_view.py", model="minilm-l6", text="The cat sat on the mat.", token="2")
+    assert not app.exception
+    assert app.selectbox(key="w_token").value == 2
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({"layer": "99"}, "Layer 99 does not exist"),
+    ({"head": "-3"}, "Ignored the link's 'head'"),
+    ({"token": "500"}, "past the end of the text"),
+    ({"layer": "abc"}, "not a whole number"),
+    ({"model": "evil/model"}, "not configured to serve"),
+    ({"model": "../../etc"}, "not configured to serve"),
+    ({"text": " "}, "The text is empty"),
+])
+def test_bad_links_get_a_clear_message(smollm2, params, expected):
+    app = run_app("pages/head_view.py", **params)
+    assert not app.exception
+    assert expected in messages(app)
+
+
+def test_text_over_the_cap_is_truncated_with_a_warning(smollm2):
+    app = run_app(text="word " * 100, max_tokens="32")
+    assert not app.exception
+    assert "only the first 32 are analysed" in messages(app)
+
+
+def test_changing_the_head_updates_the_url(smollm2):
+    app = run_app("pages/head_view.py")
+    app.selectbox(key="w_head").set_value(4).run()
+    assert not app.exception
+    assert app.query_params["head"] == "4"
