@@ -61,7 +61,7 @@ def overview_mosaic(attentions: np.ndarray, hide_first: bool = False, log_color:
     ys = (np.arange(n_layers * stride) + 0.5) / stride - 0.5
     xs = (np.arange(n_heads * stride) + 0.5) / stride - 0.5
     figure = go.Figure(go.Heatmap(
-        z=canvas, x=xs, y=ys, colorscale=COLOR_SCALE, showscale=False, zmin=0, zmax=1,
+        z=canvas.astype(np.float32), x=xs, y=ys, colorscale=COLOR_SCALE, showscale=False, zmin=0, zmax=1,
         hoverinfo="skip",
     ))
     for (layer, head) in sorted(marked or ()):

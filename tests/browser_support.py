@@ -93,4 +93,4 @@ def plot_point(page, data_x: float, data_y: float, index: int = 0) -> tuple[floa
 
 def selected_option(page, label: str) -> str:
     """The shown value of the select box with this label."""
-    return page.locator(f'[data-testid="stSelectbox"]:has(label:text-is("{label}"))').inner_text().split("\n")[-1]
+    return page.get_by_role("combobox", name=label, exact=True).input_value()

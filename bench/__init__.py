@@ -1,0 +1,1 @@
+"""Benchmarks: each ``bench_<feature>.py`` module has a ``main()`` that prints a markdown table."""
