@@ -32,7 +32,9 @@ def running_app(extra_env: dict[str, str] | None = None, timeout: float = 120.0)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
                "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    log = open(ROOT / "tests" / "artifacts" / f"streamlit-{port}.log", "w")
+    logs = ROOT / "tests" / "artifacts"
+    logs.mkdir(parents=True, exist_ok=True)
+    log = open(logs / f"streamlit-{port}.log", "w")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
