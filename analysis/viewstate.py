@@ -47,6 +47,9 @@ FIELDS: dict[str, StateField] = _fields(
     StateField("hide_first", "bool", False, help="hide the first token in head views"),
     StateField("log_color", "bool", False, help="logarithmic colour scale"),
     StateField("side_by_side", "bool", False, help="show all heads of the layer"),
+    StateField("token_direction", "str", "from", choices=("from", "to"),
+               help="token view: where the token looks (from) or who looks at it (to)"),
+    StateField("token_per_head", "bool", False, help="token view: one row per head instead of per layer"),
 )
 
 

@@ -15,10 +15,12 @@ with left:
     bind(st.selectbox, "token", "Token", options=list(range(trace.n_tokens)), index=position,
          format_func=lambda i: f"{i}: {tokens[i]}")
 with middle:
-    direction = st.radio("Show", ["from", "to"], horizontal=True, key="token_direction",
-                         format_func=lambda d: "where it looks" if d == "from" else "who looks at it")
+    bind(st.radio, "token_direction", "Show", options=["from", "to"], horizontal=True,
+         index=0 if state["token_direction"] == "from" else 1,
+         format_func=lambda d: "where it looks" if d == "from" else "who looks at it")
 with right:
-    per_head = st.toggle("Every head", value=False, key="token_per_head",
-                         help="Off: one row per layer (mean over heads). On: one row per head, grouped by layer.")
+    bind(st.toggle, "token_per_head", "Every head", value=state["token_per_head"],
+         help="Off: one row per layer (mean over heads). On: one row per head, grouped by layer.")
 position = state["token"] if state["token"] >= 0 else trace.n_tokens - 1
-st.plotly_chart(token_strip_figure(trace.attentions, tokens, position, direction, per_head), key="token_strip")
+st.plotly_chart(token_strip_figure(trace.attentions, tokens, position, state["token_direction"],
+                                   state["token_per_head"]), key="token_strip")

@@ -41,9 +41,13 @@ def test_head_view_restores_layer_and_head_from_the_link(smollm2):
 
 
 def test_token_view_on_the_encoder(minilm):
-    app = run_app("pages/token_view.py", model="minilm-l6", text="The cat sat on the mat.", token="2")
+    app = run_app("pages/token_view.py", model="minilm-l6", text="The cat sat on the mat.", token="2",
+                  token_direction="to", token_per_head="1")
     assert not app.exception
     assert app.selectbox(key="w_token").value == 2
+    assert app.radio(key="w_token_direction").value == "to" and app.toggle(key="w_token_per_head").value
+    app.radio(key="w_token_direction").set_value("from").run()
+    assert "token_direction" not in app.query_params  # back at the default, so it leaves the link
 
 
 @pytest.mark.parametrize("params, expected", [
