@@ -3,31 +3,25 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 import time
 from typing import Callable
 
 import torch
 
 
+def run_times(function: Callable[[], object], repeats: int = 5) -> list[float]:
+    """Wall-clock seconds of ``repeats`` runs of ``function``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def best_of(function: Callable[[], object], repeats: int = 5) -> float:
-    """The fastest of ``repeats`` wall-clock runs, in seconds (the least disturbed by other work)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def median_of(function: Callable[[], object], repeats: int = 5) -> float:
-    """The median of ``repeats`` wall-clock runs, in seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """The fastest of ``repeats`` runs, in seconds (the one least disturbed by other work)."""
+    return min(run_times(function, repeats))
 
 
 def machine() -> str:
