@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 MODEL ?= smollm2-135m
+DB ?=
 
 .PHONY: setup run test test-setup bench
 
@@ -24,7 +25,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 test-setup: $(VENV)/.installed-dev
 
 run: setup
-	ATLAS_DEFAULT_MODEL=$(MODEL) $(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+	ATLAS_DEFAULT_MODEL=$(MODEL) $(if $(DB),ATLAS_DB_PATH=$(DB)) $(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
 
 test: test-setup
 	$(PY) -m pytest

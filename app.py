@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components.navigation import PAGES
+from components.navigation import PAGES, page_url_path
 from components.sidebar import render_sidebar
 
 st.set_page_config(page_title="Attention Atlas", page_icon=":material/hub:", layout="wide")
-navigation = st.navigation([st.Page(file, title=title, icon=icon, url_path=path, default=index == 0)
-                            for index, (file, title, icon, path) in enumerate(PAGES)])
+navigation = st.navigation([st.Page(file, title=title, icon=icon, url_path=page_url_path(file), default=index == 0)
+                            for index, (file, title, icon, _) in enumerate(PAGES)])
 render_sidebar()
 navigation.run()

@@ -6,8 +6,13 @@ import json
 import sys
 from typing import Callable
 
+from analysis.ablation_cli import ablate_command, add_ablate_arguments, add_importance_arguments, importance_command
+from analysis.census_cli import add_census_arguments, census_command
+from analysis.flow_cli import add_compare_arguments, add_dla_arguments, add_rollout_arguments, compare_command, \
+    dla_command, rollout_command
 from analysis.loading import load_model
 from analysis.models import DEFAULT_MODEL, ModelLoadError
+from analysis.share_cli import add_database_argument, add_share_arguments, notes_command, share_command
 from analysis.trace import TextError, run_trace
 
 
@@ -37,6 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
         ("info", "describe a model", _info, lambda p: None),
         ("trace", "tokens and next-token predictions of a text", _trace,
          lambda p: (p.add_argument("text"), p.add_argument("--max-tokens", type=int, default=256))),
+        ("census", "score and label every head (induction, previous-token, sink, ...)", census_command,
+         add_census_arguments),
+        ("share", "show the view stored under a short-link id", share_command, add_share_arguments),
+        ("notes", "list the team notes on a model's heads (CSV)", notes_command, add_database_argument),
+        ("importance", "rank every head by exact ablation and by gradient", importance_command,
+         add_importance_arguments),
+        ("ablate", "apply head interventions and compare with the clean run", ablate_command, add_ablate_arguments),
+        ("rollout", "attention rollout: each input token's share in an output token", rollout_command,
+         add_rollout_arguments),
+        ("dla", "direct logit attribution of every head to a target token", dla_command, add_dla_arguments),
+        ("compare", "rank heads by how much their attention differs between two texts or models", compare_command,
+         add_compare_arguments),
     ]
     for name, help_text, handler, add_arguments in registry:
         sub = commands.add_parser(name, help=help_text)

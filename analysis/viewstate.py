@@ -11,10 +11,15 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from analysis.census import PROBE_LENGTH, SCORE_COLUMNS, LabelThresholds, thresholds_dict
+from analysis.compare import CORRUPTED_IOI_PROMPT
+from analysis.importance import ABLATION_MODES
+from analysis.metrics import METRICS
 from analysis.models import DEFAULT_MODEL
 from analysis.probes import IOI_PROMPT
 
 STATE_VERSION = 1
+CENSUS_VIEWS = (*SCORE_COLUMNS, "label")
 MAX_TEXT_CHARS = 20_000
 MAX_URL_TEXT_CHARS = 1_500  # longer texts travel only through short links
 
@@ -50,6 +55,33 @@ FIELDS: dict[str, StateField] = _fields(
     StateField("token_direction", "str", "from", choices=("from", "to"),
                help="token view: where the token looks (from) or who looks at it (to)"),
     StateField("token_per_head", "bool", False, help="token view: one row per head instead of per layer"),
+    # head census (issue 4)
+    StateField("census_score", "str", "induction", choices=CENSUS_VIEWS, help="census: score (or label map) shown"),
+    StateField("census_labels", "str", "", max_chars=400, help="census: labels kept in the table, comma-separated"),
+    StateField("probe_len", "int", PROBE_LENGTH, 4, 200, help="census: random tokens per repeat of the probe"),
+    StateField("probe_seed", "int", 0, 0, 2**31 - 1, help="census: seed of the probe's random tokens"),
+    *(StateField(f"th_{name}", "float", value, 0.0, 1.0, help=f"census: {name} label threshold")
+      for name, value in thresholds_dict(LabelThresholds()).items()),
+    # head importance and the ablation lab (issue 5)
+    StateField("ablate", "str", "", max_chars=4000, help="lab heads, e.g. L12H3:zero:0,L14H1:mean:0.5"),
+    StateField("metric", "str", "loss", choices=tuple(METRICS), help="importance metric: loss, logprob or kl"),
+    StateField("method", "str", "zero", choices=ABLATION_MODES, help="importance ablation: zero or mean"),
+    StateField("target", "str", "", max_chars=100, help="log-prob target token (empty = top prediction)"),
+    StateField("span_start", "int", 0, 0, 100_000, help="first predicted position of the loss span"),
+    StateField("span_end", "int", 0, 0, 100_000, help="end of the loss span (0 = end of the text)"),
+    StateField("gen_tokens", "int", 8, 0, 40, help="lab: greedy tokens generated before/after"),
+    # rollout and flow, what a head writes, compare (issue 7)
+    StateField("flow_layer", "int", -1, -1, 10_000, help="flow: rollout after this layer (-1 = last)"),
+    StateField("flow_token", "int", -1, -1, 100_000, help="flow: output token position (-1 = last)"),
+    StateField("flow_heads", "str", "", max_chars=400, help="flow: only these heads, e.g. L12H3, L14H* (empty = all)"),
+    StateField("flow_sink", "bool", False, help="flow: treat attention to the first token as a no-op"),
+    StateField("flow_threshold", "float", 0.02, 0.001, 1.0, help="flow: smallest edge weight drawn"),
+    StateField("flow_all_edges", "bool", False, help="flow: draw all attention edges, not only the output token's flow"),
+    StateField("dla_target", "str", "", max_chars=100, help="writes: target token of the DLA grid (empty = top prediction)"),
+    StateField("dla_token", "int", -1, -1, 100_000, help="writes: position whose head writes are read (-1 = last)"),
+    StateField("compare_text", "str", CORRUPTED_IOI_PROMPT, max_chars=MAX_URL_TEXT_CHARS,
+               help="compare: the second text"),
+    StateField("compare_model", "str", "", max_chars=200, help="compare: a second model on the same text (empty = second text)"),
 )
 
 

@@ -39,6 +39,22 @@ def mosaic_layout(n_tokens: int) -> tuple[int, int]:
     return cells, cells + 1
 
 
+def layer_head_axes(figure: go.Figure, n_layers: int, n_heads: int) -> go.Figure:
+    """Axes of a layer × head grid: heads H0… across the top, layers L0… downwards, one unit per head."""
+    figure.update_xaxes(tickvals=list(range(n_heads)), ticktext=[f"H{h}" for h in range(n_heads)], side="top",
+                        showgrid=False, zeroline=False, range=[-0.5, n_heads - 0.5])
+    figure.update_yaxes(tickvals=list(range(n_layers)), ticktext=[f"L{layer}" for layer in range(n_layers)],
+                        range=[n_layers - 0.5, -0.5], showgrid=False, zeroline=False)
+    return figure
+
+
+def mark_heads(figure: go.Figure, heads: set[tuple[int, int]]) -> go.Figure:
+    """Put a ✎ in the top-right corner of each (layer, head) cell of a layer × head figure (heads with notes)."""
+    for layer, head in sorted(heads):
+        figure.add_annotation(x=head + 0.42, y=layer - 0.42, text="✎", showarrow=False, font={"size": 11})
+    return figure
+
+
 def overview_mosaic(attentions: np.ndarray, hide_first: bool = False, log_color: bool = False,
                     marked: set[tuple[int, int]] | None = None, selected: tuple[int, int] | None = None) -> go.Figure:
     """Every layer × head as a thumbnail in one heatmap (one trace, so 270 heads draw in well under a second).
@@ -64,16 +80,12 @@ def overview_mosaic(attentions: np.ndarray, hide_first: bool = False, log_color:
         z=canvas.astype(np.float32), x=xs, y=ys, colorscale=COLOR_SCALE, showscale=False, zmin=0, zmax=1,
         hoverinfo="skip",
     ))
-    for (layer, head) in sorted(marked or ()):
-        figure.add_annotation(x=head + 0.42, y=layer - 0.42, text="✎", showarrow=False, font={"size": 11})
+    mark_heads(figure, marked or set())
     if selected is not None:
         layer, head = selected
         figure.add_shape(type="rect", x0=head - 0.5, x1=head + 0.5 - 1 / stride, y0=layer - 0.5,
                          y1=layer + 0.5 - 1 / stride, line={"color": "crimson", "width": 2})
-    figure.update_xaxes(tickvals=list(range(n_heads)), ticktext=[f"H{h}" for h in range(n_heads)], side="top",
-                        showgrid=False, zeroline=False, range=[-0.5, n_heads - 0.5])
-    figure.update_yaxes(tickvals=list(range(n_layers)), ticktext=[f"L{layer}" for layer in range(n_layers)],
-                        range=[n_layers - 0.5, -0.5], showgrid=False, zeroline=False)
+    layer_head_axes(figure, n_layers, n_heads)
     figure.update_layout(height=max(320, 26 * n_layers + 60), margin={"l": 40, "r": 10, "t": 30, "b": 10},
                          plot_bgcolor="white", dragmode=False)
     return figure

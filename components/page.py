@@ -5,11 +5,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from analysis.handle import ModelHandle
 from analysis.models import ModelLoadError
 from analysis.trace import TextError, Trace
 from components.cache import cached_model, cached_trace
+from components.share_links import revision_warning
 from components.sidebar import model_allowed
 from components.state import get_state, link_warnings, update_state, write_url
 
@@ -48,8 +50,20 @@ def _clamp_head_selection(state: dict[str, Any], handle: ModelHandle, trace: Tra
         update_state(**fixes)
 
 
+def _run_through_app() -> None:
+    """Re-run through app.py when a page was opened directly as the first request of a fresh server.
+
+    Streamlit runs a ``pages/`` file on its own (old multipage mode) until some session has run
+    ``st.navigation``; then the sidebar, the menu and the page layout would be missing.
+    """
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_context() -> PageContext:
     """Load the model and trace for the current state; on failure show what to do and stop the page."""
+    _run_through_app()
     state = get_state()
     for warning in link_warnings():
         st.warning(warning)
@@ -62,6 +76,9 @@ def page_context() -> PageContext:
         handle = cached_model(name)
     except ModelLoadError as error:
         _fail(f"{error}\n\nPick another model in the sidebar.")
+    changed = revision_warning(name, handle.info.revision)
+    if changed:
+        st.warning(changed)
     try:
         trace = cached_trace(name, state["text"], int(state["max_tokens"]))
     except TextError as error:

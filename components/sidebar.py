@@ -6,6 +6,7 @@ import streamlit as st
 from analysis.models import EMBEDDED_MODELS, ModelLoadError, is_servable
 from analysis.probes import EXAMPLE_TEXTS, repeated_random_text
 from components.cache import cached_model
+from components.share_panel import share_panel
 from components.state import bind, get_state, update_state
 
 OTHER = "Other: local folder or hub id…"
@@ -71,3 +72,5 @@ def render_sidebar() -> None:
              help="The text to analyse. Longer than the token cap? It is truncated, with a warning.")
         bind(st.number_input, "max_tokens", "Token cap", min_value=2, max_value=1024, step=16,
              value=int(state["max_tokens"]))
+        st.divider()
+        share_panel()

@@ -2,7 +2,9 @@
 
 A fresh session reads the URL (validated by ``analysis.viewstate``); afterwards the session's
 state is the truth and every run writes it back to the URL, so reloading or copying the link
-restores the view. Widgets bind to state fields through ``bind``.
+restores the view. A short link (``?s=<id>``) stands for the parameters stored under that id; a
+state whose text is too long for a URL is written as such a short link. Widgets bind to state
+fields through ``bind``.
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from analysis.viewstate import FIELDS, encode_state, parse_state
+from analysis.viewstate import FIELDS, MAX_URL_TEXT_CHARS, encode_state, parse_state
+from components.share_links import long_state_link, resolve_short_link
 
 _STATE = "atlas_state"
 _WARNINGS = "atlas_link_warnings"
@@ -18,8 +21,9 @@ _WARNINGS = "atlas_link_warnings"
 
 def _initial_state() -> dict[str, Any]:
     params = {key: st.query_params.get_all(key) for key in st.query_params}
+    params, link_problems = resolve_short_link(params)
     state, warnings = parse_state(params)
-    st.session_state[_WARNINGS] = warnings
+    st.session_state[_WARNINGS] = link_problems + warnings
     return state
 
 
@@ -42,8 +46,11 @@ def update_state(**changes: Any) -> None:
 
 
 def write_url() -> None:
-    """Put the current state in the query parameters (only non-default fields)."""
+    """Put the current state in the query parameters (only non-default fields, or a short link)."""
     wanted = encode_state(get_state())
+    if len(wanted.get("text", "")) > MAX_URL_TEXT_CHARS:
+        short_id = long_state_link(wanted)
+        wanted = {"s": short_id} if short_id else {k: v for k, v in wanted.items() if k != "text"}
     if {k: st.query_params.get(k) for k in st.query_params} != wanted:
         st.query_params.from_dict(wanted)
 

@@ -3,6 +3,7 @@ import streamlit as st
 
 from components.attention_figures import head_figure, layer_figure
 from components.head_picker import head_picker
+from components.notes_panel import notes_panel
 from components.page import page_context
 from components.state import bind
 
@@ -27,3 +28,4 @@ if state["side_by_side"]:
 else:
     st.plotly_chart(head_figure(trace.attentions[layer, head], tokens, f"L{layer}H{head}: query → key",
                                 state["hide_first"], state["log_color"]), key="head_heatmap")
+notes_panel(info.name, layer, head)

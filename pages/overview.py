@@ -4,6 +4,7 @@ import streamlit as st
 from components.attention_figures import overview_mosaic
 from components.head_picker import add_head_click_layer, head_grid
 from components.navigation import page_file
+from components.notes_panel import noted_heads
 from components.page import page_context
 from components.state import bind, update_state
 from components.summary import model_summary, text_summary
@@ -23,9 +24,9 @@ with left:
     with options[1]:
         bind(st.toggle, "log_color", "Log colour", value=ctx.state["log_color"])
     st.caption("Each thumbnail is one head's attention (query rows × key columns), scaled to its own maximum. "
-               "Click a thumbnail to open the head.")
+               "Click a thumbnail to open the head; ✎ marks heads with team notes.")
     figure = overview_mosaic(ctx.trace.attentions, ctx.state["hide_first"], ctx.state["log_color"],
-                             selected=(ctx.state["layer"], ctx.state["head"]))
+                             marked=noted_heads(ctx.handle.info.name), selected=(ctx.state["layer"], ctx.state["head"]))
     info = ctx.handle.info
     picked = head_grid(add_head_click_layer(figure, info.n_layers, info.n_heads), key="overview_mosaic")
     if picked is not None:

@@ -96,3 +96,13 @@ def plot_point(page, data_x: float, data_y: float, index: int = 0) -> tuple[floa
 def selected_option(page, label: str) -> str:
     """The shown value of the select box with this label."""
     return page.get_by_role("combobox", name=label, exact=True).input_value()
+
+
+def click_head_in_grid(page, layer: int, head: int, figure_index: int = 0) -> None:
+    """Click a head's cell in a layer × head grid, then check the head view opened on that head."""
+    x, y = plot_point(page, head, layer, index=figure_index)
+    page.mouse.click(x, y)
+    page.wait_for_url("**/head_view?**")
+    wait_for_app(page)
+    page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
+    assert selected_option(page, "Layer") == f"L{layer}" and selected_option(page, "Head") == f"H{head}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser_support import plot_point, selected_option, wait_for_app
+from tests.browser_support import click_head_in_grid, selected_option, wait_for_app
 
 pytestmark = pytest.mark.browser
 
@@ -20,17 +20,12 @@ def test_text_to_head_and_back_through_the_url(app_url, browser, artifacts_dir):
     assert "quick" in page.url
     page.screenshot(path=str(artifacts_dir / "foundation-overview.png"), full_page=True)
 
-    x, y = plot_point(page, 4, 2)
-    page.mouse.click(x, y)
-    page.wait_for_url("**/head?**")
-    wait_for_app(page)
-    page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
-    assert selected_option(page, "Layer") == "L2" and selected_option(page, "Head") == "H4"
+    click_head_in_grid(page, layer=2, head=4)
     assert "L2H4" in page.locator(".js-plotly-plot").first.inner_text()
     page.screenshot(path=str(artifacts_dir / "foundation-head.png"), full_page=True)
 
     link = page.url
-    assert "layer=2" in link and "head=4" in link and "quick" in link
+    assert "/head_view?" in link and "layer=2" in link and "head=4" in link and "quick" in link
     fresh = browser.new_context().new_page()
     fresh.set_viewport_size({"width": 1400, "height": 1000})
     fresh.goto(link)

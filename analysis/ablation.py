@@ -1,0 +1,146 @@
+"""Apply a set of head interventions to a text and compare with the clean run.
+
+The interventions are passed into each call (nothing is installed on the shared model), so
+concurrent callers with different selections each get their own answer. Layers below the first
+edited layer are identical to the clean run, so the edited forward starts there from the cached
+clean residual stream. Reported: per-token loss before/after, the next-token top-k before/after,
+the three metrics of ``analysis.metrics``, the downstream heads whose attention changed most
+(mean total-variation distance of their rows), and greedy continuations before/after.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from analysis.forward import run_model
+from analysis.handle import ModelHandle
+from analysis.importance import heads_frame
+from analysis.interventions import EditTensors, HeadIntervention, compile_edits
+from analysis.metrics import METRICS, Metric, MetricError, Reference, last_log_probs, metric_delta, reference, \
+    token_loss
+from analysis.tokens import token_strings
+
+
+@dataclass(frozen=True, eq=False)
+class CleanRun:
+    """The clean run of one text, kept to compare every ablation against (read-only, shareable)."""
+
+    input_ids: torch.Tensor  # [1, tokens]
+    residuals: list[torch.Tensor]  # the residual stream entering each layer
+    patterns: torch.Tensor  # [layers, heads, query, key] float32
+    reference: Reference | None  # causal models: clean per-token loss and next-token log-probs
+    hidden: torch.Tensor | None  # encoders: the final hidden states [tokens, d_model]
+
+
+@dataclass(frozen=True, eq=False)
+class AblationResult:
+    """What a set of interventions changed. Loss and top-k are None/empty for encoders."""
+
+    interventions: tuple[HeadIntervention, ...]
+    tokens: list[str]
+    loss_before: np.ndarray | None  # [tokens - 1]
+    loss_after: np.ndarray | None
+    top: pd.DataFrame  # token, token_id, before, after: union of both top-k, by max probability
+    metrics: dict[str, float]  # metric name -> delta (loss, logprob, kl); encoders: hidden-state change
+    downstream: pd.DataFrame  # head, layer, head_index, change: most changed heads first
+    patterns_before: dict[str, np.ndarray]  # head label -> [query, key] for the listed downstream heads
+    patterns_after: dict[str, np.ndarray]
+
+
+def clean_run(handle: ModelHandle, input_ids: torch.Tensor) -> CleanRun:
+    """Run the text once without edits, keeping residuals and attention patterns."""
+    result = run_model(handle, input_ids, keep_residuals=True, keep_patterns=True)
+    return CleanRun(
+        input_ids=input_ids,
+        residuals=result.residuals,
+        patterns=torch.stack([p[0] for p in result.patterns]).float(),
+        reference=reference(result.logits, input_ids) if handle.info.causal else None,
+        hidden=None if handle.info.causal else result.logits[0],
+    )
+
+
+def _edits(handle: ModelHandle, interventions: list[HeadIntervention]) -> EditTensors:
+    return compile_edits([interventions], handle.info.n_layers, handle.info.n_heads)
+
+
+def _top_table(handle: ModelHandle, before: torch.Tensor, after: torch.Tensor, k: int) -> pd.DataFrame:
+    """Union of the top-k tokens before and after, with both probabilities, sorted by the larger one."""
+    ids = torch.unique(torch.cat([before.topk(k).indices, after.topk(k).indices]))
+    table = pd.DataFrame({"token": token_strings(handle.tokenizer, ids), "token_id": ids.numpy(),
+                          "before": before[ids].numpy(), "after": after[ids].numpy()})
+    order = np.argsort(-np.maximum(table["before"], table["after"]), kind="stable")
+    return table.iloc[order].reset_index(drop=True)
+
+
+def _pattern_change(clean: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
+    """Mean over query rows of the total-variation distance between two patterns, per head [layers, heads]."""
+    return 0.5 * (clean - edited).abs().sum(-1).mean(-1)
+
+
+def _downstream(clean: torch.Tensor, edited: torch.Tensor, n: int) -> tuple[pd.DataFrame, dict, dict]:
+    """The ``n`` heads whose attention changed most (changed at all), with their patterns before and after."""
+    n_layers, n_heads = clean.shape[:2]
+    change = _pattern_change(clean, edited)
+    frame = heads_frame(n_layers, n_heads, change=change.numpy())
+    ranked = [int(i) for i in torch.argsort(change.flatten(), descending=True)[:n] if change.flatten()[i] > 0]
+    frame = frame.iloc[ranked].reset_index(drop=True)
+    pairs = list(zip(frame["head"], frame["layer"], frame["head_index"]))
+    return (frame, {name: clean[l, h].numpy() for name, l, h in pairs},
+            {name: edited[l, h].numpy() for name, l, h in pairs})
+
+
+def ablate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[HeadIntervention], *,
+           clean: CleanRun | None = None, metric: Metric = Metric(), top_k: int = 10,
+           n_downstream: int = 6) -> AblationResult:
+    """Run the text with ``interventions`` and compare with the clean run (computed if not given).
+
+    ``metric`` supplies the loss span and the log-prob target used for the three reported metrics.
+    """
+    clean = clean or clean_run(handle, input_ids)
+    edits = _edits(handle, interventions)
+    patterns, output = clean.patterns, None  # no active edit: the clean run itself
+    if edits.active_layers:
+        start = min(edits.active_layers)
+        edited = run_model(handle, input_ids, edits, keep_patterns=True, start_layer=start,
+                           start_residual=clean.residuals[start])
+        output = edited.logits
+        patterns = torch.cat([clean.patterns[:start], torch.stack([p[0] for p in edited.patterns]).float()])
+    downstream, patterns_before, patterns_after = _downstream(clean.patterns, patterns, n_downstream)
+    common = dict(interventions=tuple(interventions), tokens=token_strings(handle.tokenizer, input_ids[0]),
+                  downstream=downstream, patterns_before=patterns_before, patterns_after=patterns_after)
+    ref = clean.reference
+    if ref is None:
+        hidden = clean.hidden if output is None else output[0]
+        shift = (hidden - clean.hidden).norm(dim=-1) / clean.hidden.norm(dim=-1)
+        return AblationResult(loss_before=None, loss_after=None, top=pd.DataFrame(),
+                              metrics={"hidden_change": float(shift.mean())}, **common)
+    if output is None:
+        loss_after, after_log_probs, metrics = ref.token_loss, ref.last_log_probs, dict.fromkeys(METRICS, 0.0)
+    else:
+        loss_after, after_log_probs = token_loss(output, input_ids)[0], last_log_probs(output)[0]
+        metrics = {name: float(metric_delta(output, input_ids, Metric(name, metric.span, metric.target_id), ref)[0])
+                   for name in METRICS}
+    return AblationResult(
+        loss_before=ref.token_loss.numpy(), loss_after=loss_after.numpy(),
+        top=_top_table(handle, ref.last_log_probs.exp(), after_log_probs.exp(), top_k), metrics=metrics, **common,
+    )
+
+
+def greedy_generate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[HeadIntervention],
+                    n_tokens: int) -> list[int]:
+    """The ``n_tokens`` greedy next tokens with the interventions applied at every step (causal models)."""
+    if not handle.info.causal:
+        raise MetricError("Generation needs a causal language model.")
+    edits = _edits(handle, interventions)
+    edits = edits if edits.active_layers else None
+    ids = input_ids
+    generated: list[int] = []
+    for _ in range(n_tokens):
+        logits = run_model(handle, ids, edits).logits
+        next_id = int(logits[0, -1].argmax())
+        generated.append(next_id)
+        ids = torch.cat([ids, torch.tensor([[next_id]], device=ids.device)], dim=1)
+    return generated

@@ -1,0 +1,113 @@
+"""Plotly figures for head importance and the ablation lab: layer × head grids, paired bars, loss curves."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from analysis.interventions import HeadIntervention
+from analysis.tokens import display_token
+from components.attention_figures import layer_head_axes
+
+BEFORE, AFTER = "#9aa5b1", "#d6336c"
+
+
+def _grid_axes(figure: go.Figure, n_layers: int, n_heads: int) -> go.Figure:
+    layer_head_axes(figure, n_layers, n_heads)
+    figure.update_layout(height=max(300, 20 * n_layers + 80), margin={"l": 40, "r": 10, "t": 60, "b": 10},
+                         plot_bgcolor="white", dragmode=False)
+    return figure
+
+
+def importance_grid(frame: pd.DataFrame, column: str, title: str, signed: bool) -> go.Figure:
+    """A layer × head heatmap of one value column; signed values get a diverging scale centred on 0."""
+    n_layers, n_heads = int(frame["layer"].max()) + 1, int(frame["head_index"].max()) + 1
+    values = frame[column].to_numpy().reshape(n_layers, n_heads)
+    bound = float(np.nanmax(np.abs(values))) or 1.0
+    figure = go.Figure(go.Heatmap(
+        z=values, x=list(range(n_heads)), y=list(range(n_layers)), hoverinfo="skip",
+        colorscale="RdBu_r" if signed else "Viridis", zmid=0 if signed else None,
+        zmin=-bound if signed else 0, zmax=bound, colorbar={"title": column, "thickness": 12},
+    ))
+    figure.update_layout(title={"text": title, "font": {"size": 14}})
+    return _grid_axes(figure, n_layers, n_heads)
+
+
+def hover_values(frame: pd.DataFrame, column: str) -> list[str]:
+    """Per-head hover text 'L3H2: 0.0123' in (layer, head) order."""
+    return [f"{head}: {value:.4g}" for head, value in zip(frame["head"], frame[column])]
+
+
+def selection_grid(n_layers: int, n_heads: int, selection: list[HeadIntervention]) -> go.Figure:
+    """The lab's selection: each selected head coloured by its scale (0 removed … 2 doubled), others blank."""
+    scales = np.full((n_layers, n_heads), np.nan)
+    for edit in selection:
+        scales[edit.layer, edit.head] = edit.scale
+    figure = go.Figure(go.Heatmap(
+        z=scales, x=list(range(n_heads)), y=list(range(n_layers)), hoverinfo="skip", zmin=0, zmax=2, zmid=1,
+        colorscale="RdBu", xgap=1, ygap=1, colorbar={"title": "scale", "thickness": 12},
+    ))
+    figure.update_layout(title={"text": "Selected heads (click to add or remove)", "font": {"size": 14}})
+    figure = _grid_axes(figure, n_layers, n_heads)
+    figure.update_layout(plot_bgcolor="#f4f5f7")
+    return figure
+
+
+def paired_bars(top: pd.DataFrame, k: int = 10) -> go.Figure:
+    """Next-token probabilities before vs after for the k tokens most likely in either run."""
+    shown = top.head(k).iloc[::-1]
+    labels = [f"{display_token(token)} " for token in shown["token"]]
+    figure = go.Figure([
+        go.Bar(y=labels, x=shown["before"], orientation="h", name="before (clean)", marker_color=BEFORE,
+               hovertemplate="%{y}: %{x:.4f}<extra>before</extra>"),
+        go.Bar(y=labels, x=shown["after"], orientation="h", name="after (ablated)", marker_color=AFTER,
+               hovertemplate="%{y}: %{x:.4f}<extra>after</extra>"),
+    ])
+    figure.update_layout(barmode="group", height=80 + 34 * len(shown), title="Next-token probability",
+                         xaxis={"title": "probability", "rangemode": "tozero"},
+                         legend={"orientation": "h", "y": -0.15}, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return figure
+
+
+def loss_curve(tokens: list[str], before: np.ndarray, after: np.ndarray) -> go.Figure:
+    """Loss of each predicted token (positions 1…n-1) before and after."""
+    positions = list(range(1, len(tokens)))
+    labels = [f"{position}: {display_token(tokens[position])}" for position in positions]
+    figure = go.Figure([
+        go.Scatter(x=positions, y=before, name="before (clean)", mode="lines+markers", line={"color": BEFORE},
+                   text=labels, hovertemplate="%{text}<br>loss %{y:.3f}<extra>before</extra>"),
+        go.Scatter(x=positions, y=after, name="after (ablated)", mode="lines+markers", line={"color": AFTER},
+                   text=labels, hovertemplate="%{text}<br>loss %{y:.3f}<extra>after</extra>"),
+    ])
+    step = max(1, len(positions) // 30)
+    figure.update_xaxes(tickvals=positions[::step], ticktext=[display_token(tokens[p]) for p in positions[::step]],
+                        tickangle=-60)
+    figure.update_layout(title="Loss of each token (nats)", height=360, yaxis={"title": "loss", "rangemode": "tozero"},
+                         legend={"orientation": "h", "y": 1.12}, margin={"l": 10, "r": 10, "t": 60, "b": 10})
+    return figure
+
+
+def downstream_figure(downstream: pd.DataFrame, before: dict[str, np.ndarray], after: dict[str, np.ndarray],
+                      tokens: list[str], n: int = 3) -> go.Figure:
+    """The n most changed downstream heads: attention before | after | after − before."""
+    heads = list(downstream["head"].head(n))
+    figure = make_subplots(rows=len(heads), cols=3, horizontal_spacing=0.05, vertical_spacing=0.08,
+                           subplot_titles=[f"{head} {part}" for head in heads
+                                           for part in ("before", "after", "after − before")])
+    labels = [f"{index}: {display_token(token)}" for index, token in enumerate(tokens)]
+    pairs = [[f"{query} → {key}" for key in labels] for query in labels]
+    positions = list(range(len(tokens)))
+    for row, head in enumerate(heads, start=1):
+        difference = after[head] - before[head]
+        bound = float(np.abs(difference).max()) or 1.0
+        for col, (z, scale, low, high) in enumerate([(before[head], "Blues", 0, 1), (after[head], "Blues", 0, 1),
+                                                    (difference, "RdBu_r", -bound, bound)], start=1):
+            figure.add_trace(go.Heatmap(z=z, x=positions, y=positions, colorscale=scale, zmin=low, zmax=high,
+                                        text=pairs, showscale=False,
+                                        hovertemplate="%{text}: %{z:.3f}<extra></extra>"),
+                             row=row, col=col)
+            figure.update_yaxes(autorange="reversed", showticklabels=False, row=row, col=col)
+            figure.update_xaxes(showticklabels=False, row=row, col=col)
+    figure.update_layout(height=60 + 260 * max(1, len(heads)), margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return figure

@@ -1,0 +1,89 @@
+"""The importance and ablation-lab pages in real Streamlit (AppTest), including bad links and bad head specs."""
+from __future__ import annotations
+
+import pytest
+
+from tests.test_app_foundation import messages, run_app
+
+LAB = "pages/ablation_lab.py"
+IMPORTANCE = "pages/importance.py"
+
+
+def _top_prediction(app) -> str:
+    return next(m.value for m in app.metric if m.label == "Top prediction after")
+
+
+def test_moving_a_slider_changes_the_prediction_and_the_link(smollm2):
+    app = run_app(LAB, ablate="L1H5:zero:1")
+    assert not app.exception
+    unchanged = _top_prediction(app)
+    assert unchanged.startswith("␣Mary (92")
+    app.slider(key="w_lab_scale_L1H5").set_value(0.0).run()
+    assert not app.exception
+    removed = _top_prediction(app)
+    assert removed != unchanged and removed.startswith("␣Mary (")
+    assert app.query_params["ablate"] == "L1H5:zero:0"
+    app.selectbox(key="w_lab_mode_L1H5").set_value("mean").run()
+    assert app.query_params["ablate"] == "L1H5:mean:0" and _top_prediction(app) not in (unchanged, removed)
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("L99H0", "L99H0: layer 99 does not exist (layers 0–29)"),
+    ("foo", "'foo' is not a head"),
+    ("L1H1:zero:7", "outside 0–2"),
+])
+def test_a_bad_head_spec_in_the_link_gives_a_clear_message(smollm2, spec, expected):
+    app = run_app(LAB, ablate=spec)
+    assert not app.exception
+    assert expected in messages(app) and "Fix it in the Heads box" in messages(app)
+    assert app.text_input(key="lab_heads").value == spec
+
+
+def test_typing_heads_replaces_the_selection_and_bad_input_is_refused(smollm2):
+    app = run_app(LAB)
+    app.text_input(key="lab_heads").input("L14H*, L3H1:mean:0.5").run()
+    assert not app.exception
+    assert app.query_params["ablate"] == ",".join([f"L14H{h}:zero:0" for h in range(9)] + ["L3H1:mean:0.5"])
+    assert app.slider(key="w_lab_scale_L3H1").value == 0.5
+    app.text_input(key="lab_heads").input("L12H3, L99H0").run()
+    assert "layer 99 does not exist" in messages(app) and "The selection was not changed" in messages(app)
+    assert app.query_params["ablate"].startswith("L14H0:zero:0")
+
+
+def test_presets_fill_the_selection(smollm2):
+    app = run_app(LAB)
+    app.selectbox(key="lab_preset").set_value("layer")
+    app.number_input(key="lab_preset_layer").set_value(3)
+    app.button(key="lab_preset_apply").click().run()
+    assert app.query_params["ablate"] == ",".join(f"L3H{h}:zero:0" for h in range(9))
+    app.selectbox(key="lab_preset").set_value("random")
+    app.number_input(key="lab_preset_k").set_value(4)
+    app.button(key="lab_preset_apply").click().run()
+    assert len(app.query_params["ablate"].split(",")) == 4
+    app.selectbox(key="lab_preset").set_value("induction")
+    app.button(key="lab_preset_apply").click().run()
+    assert not app.exception
+    assert len(app.query_params["ablate"].split(",")) == 4 and app.query_params["ablate"] != ""
+
+
+def test_lab_on_the_encoder_shows_hidden_state_change(minilm):
+    app = run_app(LAB, model="minilm-l6", text="The cat sat on the mat.", ablate="L0H3")
+    assert not app.exception
+    assert any(m.label.startswith("Mean relative change") for m in app.metric)
+
+
+def test_importance_shows_both_methods_and_their_rank_correlation(smollm2):
+    app = run_app(IMPORTANCE, metric="logprob", target=" Mary")
+    assert not app.exception
+    correlation = next(m.value for m in app.metric if m.label.startswith("Rank correlation"))
+    assert 0.5 < float(correlation) <= 1.0
+    table = app.dataframe[0].value
+    assert table["head"].iloc[0] == "L1H5" and table["exact Δ"].iloc[0] < -0.3
+
+
+def test_importance_bad_links_and_encoders(smollm2, minilm):
+    app = run_app(IMPORTANCE, metric="foo", span_start="9", span_end="3")
+    assert not app.exception
+    assert "Ignored the link's 'metric'" in messages(app) and "Using the whole text" in messages(app)
+    app = run_app(IMPORTANCE, model="minilm-l6", text="The cat sat on the mat.")
+    assert not app.exception and "not a causal language model" in app.info[0].value

@@ -1,0 +1,54 @@
+"""The importance → lab flow in a real browser: click a head, move its slider, watch the bars change."""
+from __future__ import annotations
+
+import pytest
+
+from tests.browser_support import plot_point, wait_for_app
+
+pytestmark = pytest.mark.browser
+
+BAR_VALUES = "(i) => Array.from(document.querySelectorAll('.js-plotly-plot')[i].data[1].x).join(',')"
+
+
+FIGURE_INDEX = ("(title) => [...document.querySelectorAll('.js-plotly-plot')].findIndex("
+                "gd => gd.layout && gd.layout.title && String(gd.layout.title.text).includes(title))")
+
+
+def _figure_index(page, title: str) -> int:
+    """Wait for the Plotly figure whose title contains ``title``; return its position among the page's figures."""
+    page.wait_for_function(f"(title) => ({FIGURE_INDEX})(title) >= 0", arg=title, timeout=120_000)
+    return page.evaluate(FIGURE_INDEX, title)
+
+
+def test_click_a_head_then_move_its_slider(app_url, browser, artifacts_dir):
+    page = browser.new_page(viewport={"width": 1500, "height": 2600})
+    page.goto(app_url + "/")  # a fresh server's first session must start at the main script
+    page.get_by_text("Head importance").wait_for(timeout=120_000)
+    page.goto(app_url + "/importance?metric=logprob")
+    wait_for_app(page)
+    page.get_by_text("Rank correlation").wait_for(timeout=180_000)
+    wait_for_app(page)
+    page.screenshot(path=str(artifacts_dir / "importance.png"), full_page=True)
+
+    x, y = plot_point(page, 5, 1, index=1)  # L1H5 in the exact grid
+    page.mouse.click(x, y)
+    page.wait_for_url("**ablate=L1H5*", timeout=60_000)
+    wait_for_app(page)
+    page.get_by_text("Open the ablation lab").click()
+    page.wait_for_url("**/ablation_lab**")
+    wait_for_app(page)
+    page.locator('[data-testid="stSlider"]').first.wait_for()
+    bars = _figure_index(page, "Next-token probability")
+    removed = page.evaluate(BAR_VALUES, bars)
+    assert page.get_by_role("textbox", name="Heads").input_value() == "L1H5"
+    page.screenshot(path=str(artifacts_dir / "lab_removed.png"), full_page=True)
+
+    slider = page.get_by_role("slider").last  # L1H5's scale (the last slider on the page)
+    slider.focus()
+    slider.press("End")  # scale 2: the head doubled
+    page.wait_for_url("**ablate=L1H5%3Azero%3A2*", timeout=60_000)
+    wait_for_app(page)
+    page.wait_for_function(f"() => ({BAR_VALUES})({bars}) !== {removed!r}", timeout=60_000)
+    doubled = page.evaluate(BAR_VALUES, bars)
+    assert doubled != removed
+    page.screenshot(path=str(artifacts_dir / "lab_doubled.png"), full_page=True)
