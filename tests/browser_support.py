@@ -98,11 +98,23 @@ def selected_option(page, label: str) -> str:
     return page.get_by_role("combobox", name=label, exact=True).input_value()
 
 
-def click_head_in_grid(page, layer: int, head: int, figure_index: int = 0) -> None:
-    """Click a head's cell in a layer × head grid, then check the head view opened on that head."""
-    x, y = plot_point(page, head, layer, index=figure_index)
-    page.mouse.click(x, y)
-    page.wait_for_url("**/head_view?**")
+def click_head_in_grid(page, layer: int, head: int, figure_index: int = 0, attempts: int = 3) -> None:
+    """Click a head's cell in a layer × head grid, then check the head view opened on that head.
+
+    A click that lands while the page is still re-running is lost, so it is retried a few times.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(attempts):
+        wait_for_app(page)
+        x, y = plot_point(page, head, layer, index=figure_index)
+        page.mouse.click(x, y)
+        try:
+            page.wait_for_url("**/head_view?**", timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
     wait_for_app(page)
     page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()
     assert selected_option(page, "Layer") == f"L{layer}" and selected_option(page, "Head") == f"H{head}"
