@@ -95,19 +95,19 @@ def downstream_figure(downstream: pd.DataFrame, before: dict[str, np.ndarray], a
     figure = make_subplots(rows=len(heads), cols=3, horizontal_spacing=0.05, vertical_spacing=0.08,
                            subplot_titles=[f"{head} {part}" for head in heads
                                            for part in ("before", "after", "after − before")])
-    labels = [f"{index}: {display_token(token)}" for index, token in enumerate(tokens)]
-    pairs = [[f"{query} → {key}" for key in labels] for query in labels]
-    positions = list(range(len(tokens)))
+    labels = [f"{index}: {display_token(token)}" for index, token in enumerate(tokens)]  # unique categories
+    traces, rows, cols = [], [], []
     for row, head in enumerate(heads, start=1):
         difference = after[head] - before[head]
         bound = float(np.abs(difference).max()) or 1.0
         for col, (z, scale, low, high) in enumerate([(before[head], "Blues", 0, 1), (after[head], "Blues", 0, 1),
                                                     (difference, "RdBu_r", -bound, bound)], start=1):
-            figure.add_trace(go.Heatmap(z=z, x=positions, y=positions, colorscale=scale, zmin=low, zmax=high,
-                                        text=pairs, showscale=False,
-                                        hovertemplate="%{text}: %{z:.3f}<extra></extra>"),
-                             row=row, col=col)
-            figure.update_yaxes(autorange="reversed", showticklabels=False, row=row, col=col)
-            figure.update_xaxes(showticklabels=False, row=row, col=col)
+            traces.append(go.Heatmap(z=z.astype(np.float32), x=labels, y=labels, colorscale=scale, zmin=low,
+                                     zmax=high, showscale=False, hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>"))
+            rows.append(row)
+            cols.append(col)
+    figure.add_traces(traces, rows=rows, cols=cols)
+    figure.update_yaxes(autorange="reversed", showticklabels=False)
+    figure.update_xaxes(showticklabels=False)
     figure.update_layout(height=60 + 260 * max(1, len(heads)), margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return figure
