@@ -6,7 +6,7 @@ PORT ?= 8501
 MODEL ?= smollm2-135m
 DB ?=
 
-.PHONY: setup run test test-setup bench
+.PHONY: setup run test test-fast test-setup bench
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,9 @@ run: setup
 
 test: test-setup
 	$(PY) -m pytest
+
+test-fast: setup  # tiny random models only: seconds, for the everyday loop
+	$(PY) -m pytest -m "not slow and not browser"
 
 bench: setup
 	$(PY) -m bench.run_all

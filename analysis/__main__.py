@@ -1,6 +1,6 @@
 """Entry point for ``python -m analysis``."""
 import sys
 
-from analysis.cli import main
+from analysis.cli.main import main
 
 sys.exit(main())

@@ -11,12 +11,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from analysis.census import PROBE_LENGTH, SCORE_COLUMNS, LabelThresholds, thresholds_dict
-from analysis.compare import CORRUPTED_IOI_PROMPT
-from analysis.importance import ABLATION_MODES
-from analysis.metrics import METRICS
-from analysis.models import DEFAULT_MODEL
-from analysis.probes import IOI_PROMPT
+from analysis.methods.census import PROBE_LENGTH, SCORE_COLUMNS, LabelThresholds, thresholds_dict
+from analysis.methods.compare import CORRUPTED_IOI_PROMPT
+from analysis.methods.importance import ABLATION_MODES
+from analysis.methods.metrics import METRICS
+from analysis.runtime.models import DEFAULT_MODEL
+from analysis.methods.probes import IOI_PROMPT
 
 STATE_VERSION = 1
 CENSUS_VIEWS = (*SCORE_COLUMNS, "label")

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.ablation import ablate, clean_run, greedy_generate
-from analysis.forward import run_model
-from analysis.importance import ablation_importance, ablation_importance_naive, gradient_importance
-from analysis.interventions import HeadIntervention, compile_edits
-from analysis.loading import load_model
-from analysis.metrics import Metric, metric_delta, reference
-from analysis.probes import EXAMPLE_TEXTS
-from analysis.trace import encode_text
+from analysis.methods.ablation import ablate, clean_run, greedy_generate
+from analysis.runtime.forward import run_model
+from analysis.methods.importance import ablation_importance, ablation_importance_naive, gradient_importance
+from analysis.runtime.interventions import HeadIntervention, compile_edits
+from analysis.runtime.loading import load_model
+from analysis.methods.metrics import Metric, metric_delta, reference
+from analysis.methods.probes import EXAMPLE_TEXTS
+from analysis.runtime.trace import encode_text
 from bench.common import machine, run_times, table
 
 TEXT = EXAMPLE_TEXTS["Paragraph"] + "\n\n" + EXAMPLE_TEXTS["Code snippet"] + "\n" + EXAMPLE_TEXTS["IOI sentence"]

@@ -4,10 +4,10 @@ Run with ``python -m bench.bench_census``.
 """
 from __future__ import annotations
 
-from analysis.census import head_census
-from analysis.loading import load_model
-from analysis.probes import IOI_PROMPT, repeated_random_text
-from analysis.trace import run_trace
+from analysis.methods.census import head_census
+from analysis.runtime.loading import load_model
+from analysis.methods.probes import IOI_PROMPT, repeated_random_text
+from analysis.runtime.trace import run_trace
 from bench.common import best_of, machine, table
 
 

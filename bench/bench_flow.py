@@ -4,12 +4,12 @@ Run with ``python -m bench.bench_flow``.
 """
 from __future__ import annotations
 
-from analysis.compare import compare_texts
-from analysis.loading import load_model
-from analysis.logit_attribution import attribution_terms, decompose
-from analysis.probes import IOI_PROMPT, repeated_random_text
-from analysis.rollout import flow_edges, mixing_matrices, rollout
-from analysis.trace import encode_text, run_trace
+from analysis.methods.compare import compare_texts
+from analysis.runtime.loading import load_model
+from analysis.methods.logit_attribution import attribution_terms, decompose
+from analysis.methods.probes import IOI_PROMPT, repeated_random_text
+from analysis.methods.rollout import flow_edges, mixing_matrices, rollout
+from analysis.runtime.trace import encode_text, run_trace
 from bench.common import best_of, machine, table
 
 

@@ -10,9 +10,9 @@ import sys
 import tempfile
 import time
 
-from analysis.loading import load_model
-from analysis.probes import IOI_PROMPT, repeated_random_text
-from analysis.trace import run_trace
+from analysis.runtime.loading import load_model
+from analysis.methods.probes import IOI_PROMPT, repeated_random_text
+from analysis.runtime.trace import run_trace
 from bench.common import best_of, machine, table
 from components.attention_figures import overview_mosaic
 
@@ -25,7 +25,7 @@ def _timed_load(name: str) -> tuple[float, object]:
 
 def _load_seconds_in_fresh_process(name: str) -> float:
     """``load_model`` time in a new interpreter (imports excluded), as on a second app start."""
-    code = ("import time; from analysis.loading import load_model; start = time.perf_counter(); "
+    code = ("import time; from analysis.runtime.loading import load_model; start = time.perf_counter(); "
             f"load_model({name!r}); print(time.perf_counter() - start)")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return float(output.strip().splitlines()[-1])

@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.interventions import HeadIntervention
-from analysis.tokens import display_token
+from analysis.runtime.interventions import HeadIntervention
+from analysis.runtime.tokens import display_token
 from components.attention_figures import layer_head_axes
 
 BEFORE, AFTER = "#9aa5b1", "#d6336c"

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.handle import ModelHandle
-from analysis.loading import load_model
-from analysis.trace import Trace, run_trace
+from analysis.runtime.handle import ModelHandle
+from analysis.runtime.loading import load_model
+from analysis.runtime.trace import Trace, run_trace
 
 
 @st.cache_resource(max_entries=3, show_spinner="Loading the model (first load of a GGUF model takes ~20 s)…")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis.census import head_census
+from analysis.methods.census import head_census
 from components.cache import cached_model
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.census import LABELS, SCORE_COLUMNS
+from analysis.methods.census import LABELS, SCORE_COLUMNS
 from components.ablation_figures import importance_grid
 from components.attention_figures import layer_head_axes
 

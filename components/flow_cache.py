@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from analysis.compare import compare_models, compare_texts
-from analysis.logit_attribution import ResidualDecomposition, decompose
-from analysis.rollout import mixing_matrices, rollout
+from analysis.methods.compare import compare_models, compare_texts
+from analysis.methods.logit_attribution import ResidualDecomposition, decompose
+from analysis.methods.rollout import mixing_matrices, rollout
 from components.cache import cached_model, cached_trace
 
 Heads = tuple[tuple[int, int], ...] | None

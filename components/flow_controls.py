@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.handle import ModelInfo
-from analysis.interventions import HeadSpecError, parse_heads
+from analysis.runtime.handle import ModelInfo
+from analysis.heads import HeadSpecError, parse_heads
 from components.head_picker import head_picker
 from components.state import bind, update_state
 

@@ -42,7 +42,7 @@ def flow_graph(edges: pd.DataFrame, tokens: list[str], n_layers: int, position: 
                masses: np.ndarray | None = None) -> go.Figure:
     """The layered graph: node (token j, layer l) is j's stream entering layer l; row ``n_layers`` is the output.
 
-    ``edges`` come from ``analysis.rollout.flow_edges``; ``masses`` [layers + 1, tokens] sizes the nodes
+    ``edges`` come from ``analysis.methods.rollout.flow_edges``; ``masses`` [layers + 1, tokens] sizes the nodes
     by the output token's share held there (if given).
     """
     n_tokens = len(tokens)

@@ -10,7 +10,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis.handle import ModelInfo
+from analysis.runtime.handle import ModelInfo
 from components.state import bind
 
 

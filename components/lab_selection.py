@@ -11,18 +11,22 @@ from typing import Callable
 import pandas as pd
 import streamlit as st
 
-from analysis.ablation_spec import PRESETS, format_ablation, parse_ablation, preset_heads
-from analysis.handle import ModelInfo
-from analysis.interventions import MODES, HeadIntervention, HeadSpecError
+from analysis.methods.ablation_spec import PRESETS, format_ablation, parse_ablation, preset_heads
+from analysis.runtime.handle import ModelInfo
+from analysis.heads import HeadSpecError
+from analysis.runtime.interventions import MODES, HeadIntervention
+from analysis.runtime.trace import Trace
 from components.ablation_figures import selection_grid
 from components.head_picker import add_head_click_layer, head_grid
-from components.state import get_state, update_state
+from components.cache import cached_trace
+from components.state import bind, get_state, update_state
 
 HEAD_WIDGETS = "w_lab_"  # per-head widgets, recreated whenever the selection changes elsewhere
 _BOX_ERROR = "lab_heads_error"
 _PRESET_MESSAGE = "lab_preset_message"
-MODE_HELP = ("zero / scale: the head's output times the scale (0 removes it). mean: the head's mean output over "
-             "the text plus scale × the deviation from it (0 = mean-ablation).")
+MODE_HELP = ("zero / scale: the head's output times the scale (0 removes it). mean: the head's reference mean "
+             "output (over a fixed set of texts) plus scale × the deviation from it (0 = mean-ablation). resample: "
+             "the head's output on the second text (same token length) plus scale × the deviation (0 = swapped).")
 
 
 def read_selection(info: ModelInfo) -> tuple[list[HeadIntervention], str | None]:
@@ -154,3 +158,19 @@ def presets(info: ModelInfo, census: Callable[[], pd.DataFrame | None]) -> None:
                   help="Replace the selection with the preset's heads (removed: zero, scale 0).")
     if st.session_state.get(_PRESET_MESSAGE):
         st.warning(st.session_state.pop(_PRESET_MESSAGE))
+
+
+def resample_source(selection: list[HeadIntervention], trace: Trace, state: dict) -> str:
+    """The second text "resample" heads take their output from ('' when no head resamples); stops on a bad length."""
+    if not any(edit.mode == "resample" for edit in selection):
+        return ""
+    bind(st.text_area, "compare_text", "Second text (resample source, same token length)",
+         value=state["compare_text"], height=68,
+         help="Resampled heads take their output from this text at the same positions (also Compare's second text).")
+    source = cached_trace(state["model"], state["compare_text"], int(state["max_tokens"]))
+    if source.n_tokens != trace.n_tokens:
+        st.error(f"Resampling needs a second text with the same number of tokens: it has {source.n_tokens}, the text "
+                 f"has {trace.n_tokens}.\n\nText: {' | '.join(trace.display_tokens)}\n\n"
+                 f"Second text: {' | '.join(source.display_tokens)}")
+        st.stop()
+    return state["compare_text"]

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.handle import ModelHandle
-from analysis.metrics import METRICS, MetricError, loss_slice, resolve_target
-from analysis.trace import Trace
+from analysis.runtime.handle import ModelHandle
+from analysis.methods.metrics import METRICS, MetricError, loss_slice, resolve_target
+from analysis.runtime.trace import Trace
 from components.ablation_cache import MetricKey
 from components.state import bind, update_state
 

@@ -7,9 +7,9 @@ from typing import Any
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from analysis.handle import ModelHandle
-from analysis.models import ModelLoadError
-from analysis.trace import TextError, Trace
+from analysis.runtime.handle import ModelHandle
+from analysis.runtime.models import ModelLoadError
+from analysis.runtime.trace import TextError, Trace
 from components.cache import cached_model, cached_trace
 from components.share_links import revision_warning
 from components.sidebar import model_allowed

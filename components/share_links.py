@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import streamlit as st
 import sqlalchemy.exc
 
-from analysis.models import ModelLoadError
+from analysis.runtime.models import ModelLoadError
 from analysis.share_store import ShareError, ShareStore
 from components.cache import cached_model
 

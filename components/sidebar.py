@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.models import EMBEDDED_MODELS, ModelLoadError, is_servable
-from analysis.probes import EXAMPLE_TEXTS, repeated_random_text
+from analysis.runtime.models import EMBEDDED_MODELS, ModelLoadError, is_servable
+from analysis.methods.probes import EXAMPLE_TEXTS, repeated_random_text
 from components.cache import cached_model
 from components.share_panel import share_panel
 from components.state import bind, get_state, update_state

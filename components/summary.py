@@ -4,9 +4,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis.handle import ModelInfo
-from analysis.tokens import display_token
-from analysis.trace import Trace
+from analysis.runtime.handle import ModelInfo
+from analysis.runtime.tokens import display_token
+from analysis.runtime.trace import Trace
 
 
 def model_summary(info: ModelInfo) -> None:

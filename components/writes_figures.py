@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.tokens import display_token
+from analysis.runtime.tokens import display_token
 
 PROMOTED, SUPPRESSED = "#2b8a3e", "#c92a2a"
 

@@ -1,13 +1,14 @@
 """Ablation lab: knock heads out (or scale them) and watch predictions, loss and downstream attention change."""
 import streamlit as st
 
-from analysis.ablation_spec import format_ablation
-from analysis.census import PROBE_LENGTH
-from analysis.tokens import display_token
+from analysis.methods.ablation_spec import format_ablation
+from analysis.methods.census import PROBE_LENGTH
+from analysis.runtime.tokens import display_token
 from components.ablation_cache import cached_ablation, cached_generation
 from components.ablation_figures import downstream_figure, loss_curve, paired_bars
 from components.census_cache import cached_census
-from components.lab_selection import head_sliders, heads_box, presets, read_selection, selection_picker
+from components.lab_selection import head_sliders, heads_box, presets, read_selection, resample_source, \
+    selection_picker
 from components.metric_controls import metric_options
 from components.page import page_context
 from components.state import bind
@@ -16,7 +17,7 @@ ctx = page_context()
 info, trace, state = ctx.handle.info, ctx.trace, ctx.state
 st.title("Ablation lab")
 if not info.supports_interventions:
-    st.info(f"{info.name} has no head-level adapter, so its heads cannot be edited. Pick SmolLM2 or MiniLM.")
+    st.info(" ".join(info.notes) + " Pick another model in the sidebar to edit heads.")
     st.stop()
 selection, link_error = read_selection(info)
 if link_error:
@@ -38,7 +39,8 @@ with controls:
 
 spec = format_ablation(selection)
 args = (state["model"], state["text"], int(state["max_tokens"]))
-result = cached_ablation(*args, spec, ("loss", *key[1:]))
+source_text = resample_source(selection, trace, state)
+result = cached_ablation(*args, spec, ("loss", *key[1:]), source_text)
 if not selection:
     st.info("Select heads to see what changes: type them, click the grid, or apply a preset.")
 if info.causal:
@@ -68,4 +70,5 @@ if info.causal and state["gen_tokens"] > 0:
     with st.spinner("Generating…"):
         for column, title, chosen in ((columns[0], "Before (clean)", ""), (columns[1], "After (ablated)", spec)):
             column.markdown(f"**{title}**")
-            column.code(cached_generation(*args, chosen, int(state["gen_tokens"])), language=None, wrap_lines=True)
+            column.code(cached_generation(*args, chosen, int(state["gen_tokens"]), source_text), language=None,
+                        wrap_lines=True)

@@ -1,7 +1,7 @@
 """Head census: every head scored and labelled, as a clickable layer × head map and a table."""
 import streamlit as st
 
-from analysis.census import LABELS, SCORE_HELP, LabelThresholds, census_summary, label_heads, threshold_names
+from analysis.methods.census import LABELS, SCORE_HELP, LabelThresholds, census_summary, label_heads, threshold_names
 from analysis.viewstate import CENSUS_VIEWS
 from components.attention_figures import mark_heads
 from components.census_cache import cached_census

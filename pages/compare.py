@@ -1,9 +1,9 @@
 """Compare: one model on two texts, or two models on one text — the selected head side by side, heads ranked by change."""
 import streamlit as st
 
-from analysis.compare import CompareError, pattern_difference
-from analysis.models import EMBEDDED_MODELS, ModelLoadError
-from analysis.trace import TextError
+from analysis.methods.compare import CompareError, pattern_difference
+from analysis.runtime.models import EMBEDDED_MODELS, ModelLoadError
+from analysis.runtime.trace import TextError
 from components.ablation_figures import hover_values, importance_grid
 from components.cache import cached_model, cached_trace
 from components.compare_figures import comparison_figure

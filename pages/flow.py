@@ -1,7 +1,7 @@
 """Attention rollout and flow (Abnar & Zuidema 2020): which input tokens an output token draws on, layer by layer."""
 import streamlit as st
 
-from analysis.rollout import flow_edges, flow_masses
+from analysis.methods.rollout import flow_edges, flow_masses
 from components.attention_figures import head_figure
 from components.flow_cache import cached_rollout
 from components.flow_controls import heads_box, layer_select, position_select

@@ -1,10 +1,10 @@
 """What a head writes: its output read through the unembedding, and direct logit attribution of every head."""
 import streamlit as st
 
-from analysis.logit_attribution import LogitAttributionUnsupported, attribution_terms, check_supported, \
+from analysis.methods.logit_attribution import LogitAttributionUnsupported, attribution_terms, check_supported, \
     head_attribution, head_logit_lens
-from analysis.metrics import resolve_target
-from analysis.tokens import display_token
+from analysis.methods.metrics import resolve_target
+from analysis.runtime.tokens import display_token
 from components.ablation_figures import hover_values, importance_grid
 from components.flow_cache import cached_decomposition
 from components.flow_controls import position_select

@@ -1,8 +1,8 @@
 """Head importance: how much each head matters for a metric, by gradient (at once) and exact ablation."""
 import streamlit as st
 
-from analysis.importance import rank_correlation
-from analysis.metrics import METRICS
+from analysis.methods.importance import rank_correlation
+from analysis.methods.metrics import METRICS
 from components.ablation_cache import cached_exact_importance, cached_gradient, exact_importance
 from components.ablation_figures import hover_values, importance_grid
 from components.head_picker import add_head_click_layer, head_grid
@@ -15,16 +15,21 @@ from components.state import bind
 ctx = page_context()
 info, trace, state = ctx.handle.info, ctx.trace, ctx.state
 st.title("Head importance")
-if not info.causal or not info.supports_interventions:
-    st.info(f"{info.name} is not a causal language model with editable heads: importance is measured on "
-            "next-token predictions. Pick SmolLM2 in the sidebar.")
+if not info.causal:
+    st.info(f"{info.name} is an encoder: importance is measured on next-token predictions, so it needs a causal "
+            "language model. Its heads can still be edited in the Ablation lab, which reports how much the hidden "
+            "states change.")
+    st.stop()
+if not info.supports_interventions:
+    st.info(" ".join(info.notes) + " Pick another model in the sidebar.")
     st.stop()
 top = st.columns([3, 2])
 with top[0]:
     name = metric_choice(state)
 with top[1]:
     bind(st.radio, "method", "Ablation", options=["zero", "mean"], index=["zero", "mean"].index(state["method"]),
-         horizontal=True, help="Set the head's output to zero, or to its mean over the text's positions.")
+         horizontal=True, help="Set the head's output to zero, or to its mean output over a fixed reference set of texts "
+              "(the induction probe and the built-in examples), the same at every position.")
 key = metric_options(ctx.handle, trace, state, show_span=name == "loss", show_target=name == "logprob")
 args = (state["model"], state["text"], int(state["max_tokens"]), key, state["method"])
 st.caption("Gradient: |∂metric/∂gate| with a gate on every head's output (Michel et al. 2019, one forward and one "

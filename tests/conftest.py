@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from analysis.loading import load_model  # noqa: E402
+from analysis.runtime.loading import load_model  # noqa: E402
 from tests.tiny_models import tiny_bert, tiny_llama  # noqa: E402
 
 
@@ -20,6 +20,12 @@ from tests.tiny_models import tiny_bert, tiny_llama  # noqa: E402
 def smollm2():
     """SmolLM2-135M, loaded once (from the dequantized cache after the first run)."""
     return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma3():
+    """Gemma-3-270M, loaded once (from the dequantized cache after the first run)."""
+    return load_model("gemma3-270m")
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +71,14 @@ def browser():
 
     with chromium() as instance:
         yield instance
+
+
+_REAL_MODEL_FIXTURES = {"smollm2", "minilm", "gemma3", "app_url", "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that loads a real model or runs the app as slow, so `-m "not slow"` is the fast tier."""
+    for item in items:
+        uses_real_model = _REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses_real_model or "AppTest" in vars(item.module):
+            item.add_marker(pytest.mark.slow)

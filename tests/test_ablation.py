@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.ablation import ablate, clean_run, greedy_generate
-from analysis.forward import run_model
-from analysis.interventions import EditTensors, HeadIntervention, compile_edits
-from analysis.metrics import Metric, token_loss
-from analysis.probes import IOI_PROMPT
-from analysis.trace import encode_text
+from analysis.methods.ablation import ablate, clean_run, greedy_generate
+from analysis.runtime.forward import run_model
+from analysis.runtime.interventions import EditTensors, HeadIntervention, compile_edits
+from analysis.methods.metrics import Metric, token_loss
+from analysis.methods.probes import IOI_PROMPT
+from analysis.runtime.trace import encode_text
+from analysis.methods.reference import reference_means
+from tests.oracles import head_replaced, model_output
 
 
 def _ids(handle, text: str) -> torch.Tensor:
@@ -20,18 +22,10 @@ def _ids(handle, text: str) -> torch.Tensor:
 
 
 def _by_hand(handle, ids, layer: int, head: int, mean: bool) -> torch.Tensor:
-    """Logits with one head replaced by hand: clean layers below, then the adapter's layer steps."""
-    clean = run_model(handle, ids, keep_residuals=True)
-    adapter, residual = handle.adapter, clean.residuals[layer]
-    ctx = adapter.context(residual)
-    with torch.inference_mode():
-        for index in range(layer, handle.info.n_layers):
-            z, _ = adapter.attend(index, residual, ctx)
-            if index == layer:
-                z = z.clone()
-                z[:, head] = z[:, head].mean(dim=1, keepdim=True) if mean else 0.0
-            residual = adapter.finish(index, residual, z)
-        return adapter.readout(residual)
+    """Logits with one head replaced by a hook on its output projection: zero, or its reference mean."""
+    value = reference_means(handle)[layer, head] if mean else 0.0
+    with head_replaced(handle, layer, head, value):
+        return model_output(handle, ids)
 
 
 @pytest.mark.parametrize("mean", [False, True])
@@ -54,7 +48,7 @@ def test_scale_one_everywhere_reproduces_the_clean_logits_on_smollm2(smollm2):
     clean = run_model(smollm2, ids).logits
     assert torch.equal(run_model(smollm2, ids, compile_edits([everything], info.n_layers, info.n_heads)).logits, clean)
     ones = torch.ones(1, info.n_layers, info.n_heads)  # force the edit onto every layer: z · 1 must be z
-    forced = EditTensors(ones, torch.zeros_like(ones, dtype=torch.bool), frozenset(range(info.n_layers)))
+    forced = EditTensors(ones, torch.zeros_like(ones, dtype=torch.int8), frozenset(range(info.n_layers)))
     assert torch.equal(run_model(smollm2, ids, forced).logits, clean)
     result = ablate(smollm2, ids, everything)
     assert np.array_equal(result.loss_after, result.loss_before)

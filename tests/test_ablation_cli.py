@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.cli import main
+from analysis.cli.main import main
 
 
 def test_importance_writes_one_row_per_head(smollm2, tmp_path, capsys):

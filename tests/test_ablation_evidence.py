@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.ablation import ablate, clean_run
-from analysis.ablation_spec import preset_heads
-from analysis.census import PROBE_LENGTH, head_census
-from analysis.importance import ablation_importance, gradient_importance, rank_correlation
-from analysis.interventions import HeadIntervention
-from analysis.metrics import Metric
-from analysis.probes import IOI_PROMPT, random_token_ids
-from analysis.trace import encode_text
+from analysis.methods.ablation import ablate, clean_run
+from analysis.methods.ablation_spec import preset_heads
+from analysis.methods.census import PROBE_LENGTH, head_census
+from analysis.methods.importance import ablation_importance, gradient_importance, rank_correlation
+from analysis.runtime.interventions import HeadIntervention
+from analysis.methods.metrics import Metric
+from analysis.methods.probes import IOI_PROMPT, random_token_ids
+from analysis.runtime.trace import encode_text
 
 REPEAT = PROBE_LENGTH
 SECOND_REPEAT = Metric("loss", span=(REPEAT + 1, 2 * REPEAT))  # tokens an induction head can predict

@@ -6,8 +6,9 @@ import re
 import pandas as pd
 import pytest
 
-from analysis.ablation_spec import format_ablation, parse_ablation, preset_heads
-from analysis.interventions import HeadIntervention, HeadSpecError
+from analysis.methods.ablation_spec import format_ablation, parse_ablation, preset_heads
+from analysis.heads import HeadSpecError
+from analysis.runtime.interventions import HeadIntervention
 
 
 def test_parse_and_format_round_trip():

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.census import SCORE_COLUMNS, census_summary, head_census
-from analysis.cli import main as cli_main
-from analysis.probes import EXAMPLE_TEXTS, IOI_PROMPT
+from analysis.methods.census import SCORE_COLUMNS, census_summary, head_census
+from analysis.cli.main import main as cli_main
+from analysis.methods.probes import EXAMPLE_TEXTS, IOI_PROMPT
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from analysis.compare import CORRUPTED_IOI_PROMPT, CompareError, align, compare_models, compare_texts, js_distance, \
+from analysis.methods.compare import CORRUPTED_IOI_PROMPT, CompareError, align, compare_models, compare_texts, js_distance, \
     pattern_difference
-from analysis.probes import IOI_PROMPT
-from analysis.trace import run_trace
+from analysis.methods.probes import IOI_PROMPT
+from analysis.runtime.trace import run_trace
 
 
 def _reference_js(p: list[float], q: list[float]) -> float:

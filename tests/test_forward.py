@@ -1,13 +1,15 @@
-"""The layer-by-layer forward equals the library's forward, and edits act only on the named heads."""
+"""The forward on the model's own code equals the library's forward, and edits act only on the named heads."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from analysis.forward import run_model
-from analysis.interventions import HeadIntervention, compile_edits
-from analysis.trace import run_trace
+from analysis.methods.reference import mean_bases
+from analysis.runtime.forward import run_model
+from analysis.runtime.interventions import HeadIntervention, compile_edits
+from analysis.runtime.trace import run_trace
+from tests.oracles import head_replaced, model_output
 
 
 def _library_forward(handle, ids):
@@ -52,28 +54,23 @@ def test_scale_one_everywhere_is_exactly_clean(tiny_llama_handle):
     assert torch.equal(clean, edited)
 
 
-def test_zero_ablation_matches_hand_computation(tiny_llama_handle):
-    """Removing L1H2 by hand: subtract its slice of the output projection from layer 1's attention output."""
+def test_zero_ablation_matches_a_hook_on_the_output_projection(tiny_llama_handle):
+    """Removing L1H2 through the call equals zeroing its slice of the output projection's input by a hook."""
     handle = tiny_llama_handle
     ids = handle.tokenizer("abcdefgh").input_ids
-    clean = run_model(handle, ids, keep_residuals=True, keep_head_outputs=True)
-    adapter, dh = handle.adapter, handle.info.head_dim
-    z = clean.head_outputs[1].clone()
-    z[:, 2] = 0
-    residual = clean.residuals[1]
-    by_hand = adapter.readout(adapter.finish(1, residual, z))
+    with head_replaced(handle, 1, 2):
+        by_hook = model_output(handle, ids)
     edited = run_model(handle, ids, compile_edits([[HeadIntervention(1, 2, "zero", 0.0)]], 2, 4))
-    torch.testing.assert_close(edited.logits, by_hand, rtol=0, atol=1e-6)
-    w_o = adapter.head_write_weight(1)[:, 2 * dh:3 * dh]
-    head_write = clean.head_outputs[1][0, 2] @ w_o.T
-    assert head_write.abs().max() > 0
+    torch.testing.assert_close(edited.logits, by_hook, rtol=0, atol=1e-6)
+    assert not torch.allclose(edited.logits, run_model(handle, ids).logits)
 
 
 def test_batched_rows_are_independent(tiny_llama_handle):
     ids = tiny_llama_handle.tokenizer("abcdefgh").input_ids
     rows = [[], [HeadIntervention(0, 1)], [HeadIntervention(1, 3, "mean", 0.0)]]
-    batched = run_model(tiny_llama_handle, ids, compile_edits(rows, 2, 4)).logits
+    bases = mean_bases(tiny_llama_handle)
+    batched = run_model(tiny_llama_handle, ids, compile_edits(rows, 2, 4, bases)).logits
     for index, row in enumerate(rows):
-        single = run_model(tiny_llama_handle, ids, compile_edits([row], 2, 4)).logits
+        single = run_model(tiny_llama_handle, ids, compile_edits([row], 2, 4, bases)).logits
         torch.testing.assert_close(batched[index:index + 1], single, rtol=0, atol=1e-5)
     assert not torch.allclose(batched[0], batched[1])

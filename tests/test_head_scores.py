@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.census import LabelThresholds, label_heads
-from analysis.head_scores import (class_mass, duplicate_token_score, first_token_score, induction_score,
+from analysis.methods.census import LabelThresholds, label_heads
+from analysis.methods.head_scores import (class_mass, duplicate_token_score, first_token_score, induction_score,
                                   local_mass, mean_distance, normalised_entropy, offset_score)
 
 

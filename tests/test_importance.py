@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.ablation import ablate
-from analysis.importance import ablation_importance, ablation_importance_naive, gradient_importance, \
+from analysis.methods.ablation import ablate
+from analysis.methods.importance import ablation_importance, ablation_importance_naive, gradient_importance, \
     rank_correlation
-from analysis.interventions import HeadIntervention
-from analysis.metrics import Metric, MetricError
-from analysis.trace import encode_text
+from analysis.runtime.interventions import HeadIntervention
+from analysis.methods.metrics import Metric, MetricError
+from analysis.runtime.trace import encode_text
 
 METRICS = [Metric("loss"), Metric("loss", span=(3, 7)), Metric("logprob"), Metric("logprob", target_id=9),
            Metric("kl")]

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.forward import run_model
-from analysis.interventions import HeadIntervention, compile_edits
-from analysis.logit_attribution import LogitAttributionUnsupported, attribution_terms, decompose, \
-    head_attribution, head_logit_lens
-from analysis.metrics import resolve_target
-from analysis.probes import IOI_PROMPT
-from analysis.trace import encode_text
+from analysis.runtime.forward import run_model
+from analysis.runtime.interventions import HeadIntervention, compile_edits
+from analysis.methods.logit_attribution import LogitAttributionUnsupported, attribution_terms, decompose, \
+    freeze_norm, head_attribution, head_logit_lens
+from analysis.methods.metrics import resolve_target
+from analysis.methods.probes import IOI_PROMPT
+from analysis.runtime.trace import encode_text
 
 
 @pytest.fixture(scope="module")
@@ -25,18 +25,21 @@ def ioi(smollm2):
 def test_terms_add_up_to_every_logit_on_a_tiny_model(tiny_llama_handle, position):
     ids = encode_text(tiny_llama_handle, "the cat sat on the mat")[0]
     decomposition = decompose(tiny_llama_handle, ids, position)
-    unembedding = tiny_llama_handle.adapter.unembedding().detach().numpy()
+    unembedding = tiny_llama_handle.parts.unembedding.weight.detach().numpy()
     np.testing.assert_allclose(unembedding @ decomposition.total, decomposition.logits, atol=1e-4)
     terms = attribution_terms(tiny_llama_handle, decomposition, 7)
-    assert len(terms) == 1 + 2 * (4 + 2) + 1  # embedding, 2 layers × (4 heads + bias + MLP), output bias
+    assert len(terms) == 1 + 2 * (4 + 2) + 2  # embedding, 2 layers × (4 heads + bias + MLP), norm and output bias
     assert terms["dla"].sum() == pytest.approx(float(decomposition.logits[7]), abs=1e-4)
 
 
-def test_the_frozen_scale_is_the_final_norm_of_the_clean_run(smollm2, ioi):
+def test_the_frozen_norm_is_the_final_norm_of_the_clean_run(smollm2, ioi):
     ids, decomposition, _ = ioi
-    final = run_model(smollm2, ids, keep_residuals=True).residuals[-1][0, -1]
-    normed = smollm2.adapter.final_norm(final).float().numpy()
-    np.testing.assert_allclose(decomposition.norm_scale * final.float().numpy(), normed, rtol=1e-4, atol=1e-5)
+    final = run_model(smollm2, ids, keep_residuals=True).final_residual[0, -1]
+    with torch.inference_mode():
+        normed = smollm2.parts.final_norm(final).float().numpy()
+    np.testing.assert_allclose(decomposition.total, normed, rtol=1e-4, atol=1e-4)
+    frozen = freeze_norm(smollm2.parts.final_norm, final)
+    np.testing.assert_allclose(frozen.linear(final.float()).numpy(), normed, rtol=1e-5, atol=1e-5)
 
 
 def test_dla_to_mary_sums_to_its_logit(smollm2, ioi):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.loading import cache_root
-from analysis.models import ModelLoadError, resolve_model
-from analysis.probes import IOI_PROMPT
-from analysis.trace import TextError, run_trace
+from analysis.runtime.loading import cache_root
+from analysis.runtime.models import ModelLoadError, resolve_model
+from analysis.methods.probes import IOI_PROMPT
+from analysis.runtime.trace import TextError, run_trace
 
 
 def test_smollm2_completes_ioi_with_mary(smollm2):

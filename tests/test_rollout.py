@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.probes import IOI_PROMPT
-from analysis.rollout import flow_edges, flow_masses, mixing_matrices, rollout, token_contributions
-from analysis.trace import run_trace
+from analysis.methods.probes import IOI_PROMPT
+from analysis.methods.rollout import flow_edges, flow_masses, mixing_matrices, rollout, token_contributions
+from analysis.runtime.trace import run_trace
 
 # two layers, one head, two tokens (causal)
 HAND = np.array([[[[1.0, 0.0], [0.5, 0.5]]], [[[1.0, 0.0], [0.2, 0.8]]]])

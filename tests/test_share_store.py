@@ -92,7 +92,7 @@ def test_old_states_are_migrated(monkeypatch):
 
 
 def test_cli_reads_links_and_notes(tmp_path, capsys):
-    from analysis.cli import main as cli_main
+    from analysis.cli.main import main as cli_main
 
     database = tmp_path / "cli.sqlite"
     store = ShareStore(f"sqlite:///{database}")

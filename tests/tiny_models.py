@@ -4,9 +4,8 @@ from __future__ import annotations
 import torch
 from transformers import BertConfig, BertModel, BertTokenizerFast, LlamaConfig, LlamaForCausalLM
 
-from analysis.adapters import adapter_for
-from analysis.handle import ModelHandle
-from analysis.loading import model_info
+from analysis.runtime.handle import ModelHandle
+from analysis.runtime.loading import make_handle
 
 _WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", ".", "the", "a", "cat", "dog", "sat", "on", "mat",
           "when", "mary", "john", "went", "to", "store", "gave", "drink"]
@@ -44,10 +43,7 @@ def _bert_tokenizer(tmp_vocab: list[str]) -> BertTokenizerFast:
 
 
 def _handle(model: torch.nn.Module, tokenizer, name: str) -> ModelHandle:
-    model.eval()
-    model.requires_grad_(False)
-    adapter = adapter_for(model)
-    return ModelHandle(model_info(name, model, tokenizer, "random", "cpu", adapter), tokenizer, model, adapter)
+    return make_handle(name, model, tokenizer, "random", "cpu")
 
 
 def tiny_llama(seed: int = 0) -> ModelHandle:
@@ -65,3 +61,35 @@ def tiny_bert(seed: int = 0) -> ModelHandle:
     config = BertConfig(vocab_size=len(_WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                         num_attention_heads=4, max_position_embeddings=128, attn_implementation="eager")
     return _handle(BertModel(config, add_pooling_layer=False), _bert_tokenizer(_WORDS), "tiny-bert")
+
+
+class RoundTripCharTokenizer(CharTokenizer):
+    """``CharTokenizer`` whose ``decode`` inverts ``encode`` (id 3 + k decodes to chr(61 + k)), so that seeded
+    word probes (``analysis.methods.probes.random_token_ids``) find plain letter tokens. The inherited
+    ``decode`` is not the inverse of ``encode`` (e.g. 'A' encodes to 7, and 7 decodes to '$'). Called like a
+    transformers tokenizer: ``return_tensors=None`` (the default) gives a list, "pt" a [1, n] tensor."""
+
+    def __call__(self, text: str, return_tensors: str | None = None, truncation: bool = False,
+                 add_special_tokens: bool = True):
+        ids = self.encode(text)
+
+        class Encoded:
+            input_ids = torch.tensor([ids]) if return_tensors == "pt" else ids
+        return Encoded()
+
+    def decode(self, ids, clean_up_tokenization_spaces: bool = False) -> str:
+        return "".join(chr(61 + int(i) - 3) for i in ids if int(i) >= 3)
+
+
+def word_tokenizer(words: list[str] | None = None):
+    """A WordPiece tokenizer over ``words`` (default: the tiny BERT words) that knows the words.
+
+    Unlike ``_bert_tokenizer``: with transformers 5 ``BertTokenizerFast(vocab_file=...)`` ignores the file and
+    keeps only the special tokens, so every word becomes [UNK]; this passes the vocabulary itself.
+    """
+    from transformers import BertTokenizerFast
+
+    tokenizer = BertTokenizerFast(vocab={word: index for index, word in enumerate(words or _WORDS)})
+    if len(tokenizer) != len(words or _WORDS):  # older transformers: only the vocab file is read
+        tokenizer = _bert_tokenizer(words or _WORDS)
+    return tokenizer

@@ -1,17 +1,17 @@
-"""The ``importance`` and ``ablate`` commands of ``python -m analysis`` (registered in ``analysis.cli``)."""
+"""The ``importance`` and ``ablate`` commands of ``python -m analysis`` (registered in ``analysis.cli.main``)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from analysis.ablation import ablate, greedy_generate
-from analysis.ablation_spec import parse_ablation
-from analysis.importance import ABLATION_MODES, ablation_importance, gradient_importance, rank_correlation
-from analysis.loading import load_model
-from analysis.metrics import METRICS, Metric, resolve_target
-from analysis.probes import IOI_PROMPT
-from analysis.tokens import display_token
-from analysis.trace import encode_text
+from analysis.methods.ablation import ablate, greedy_generate
+from analysis.methods.ablation_spec import parse_ablation
+from analysis.methods.importance import ABLATION_MODES, ablation_importance, gradient_importance, rank_correlation
+from analysis.runtime.loading import load_model
+from analysis.methods.metrics import METRICS, Metric, resolve_target
+from analysis.methods.probes import IOI_PROMPT
+from analysis.runtime.tokens import display_token
+from analysis.runtime.trace import encode_text
 
 
 def _span(text: str) -> tuple[int, int]:

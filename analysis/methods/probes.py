@@ -26,14 +26,19 @@ def random_token_ids(tokenizer, length: int, seed: int) -> np.ndarray:
     special = set(tokenizer.all_special_ids)
     chosen: list[int] = []
     vocab = len(tokenizer)
-    while len(chosen) < length:
-        candidate = int(rng.integers(1000, min(vocab, 20000)))
+    low, high = min(1000, vocab // 4), min(vocab, 20000)  # skip the first ids (bytes, specials) of real vocabularies
+    for _ in range(200 * length):
+        if len(chosen) == length:
+            break
+        candidate = int(rng.integers(low, high))
         text = tokenizer.decode([candidate])
         if candidate in special or candidate in chosen or not text.strip().isalpha():
             continue
         if tokenizer.encode(text, add_special_tokens=False) != [candidate]:
             continue
         chosen.append(candidate)
+    if len(chosen) < length:
+        raise ValueError(f"This vocabulary has too few plain word tokens for a probe of {length} distinct tokens.")
     return np.array(chosen, dtype=np.int64)
 
 

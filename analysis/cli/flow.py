@@ -1,18 +1,18 @@
-"""The ``rollout``, ``dla`` and ``compare`` commands of ``python -m analysis`` (registered in ``analysis.cli``)."""
+"""The ``rollout``, ``dla`` and ``compare`` commands of ``python -m analysis`` (registered in ``analysis.cli.main``)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from analysis.compare import CORRUPTED_IOI_PROMPT, compare_models, compare_texts
-from analysis.interventions import parse_heads
-from analysis.loading import load_model
-from analysis.logit_attribution import attribution_terms, decompose, head_attribution, head_logit_lens
-from analysis.metrics import resolve_target
-from analysis.probes import IOI_PROMPT
-from analysis.rollout import flow_edges, mixing_matrices, rollout, token_contributions
-from analysis.tokens import display_token
-from analysis.trace import encode_text, run_trace
+from analysis.methods.compare import CORRUPTED_IOI_PROMPT, compare_models, compare_texts
+from analysis.heads import parse_heads
+from analysis.runtime.loading import load_model
+from analysis.methods.logit_attribution import attribution_terms, decompose, head_attribution, head_logit_lens
+from analysis.methods.metrics import resolve_target
+from analysis.methods.probes import IOI_PROMPT
+from analysis.methods.rollout import flow_edges, mixing_matrices, rollout, token_contributions
+from analysis.runtime.tokens import display_token
+from analysis.runtime.trace import encode_text, run_trace
 
 
 def _add_text_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,14 +6,14 @@ import json
 import sys
 from typing import Callable
 
-from analysis.ablation_cli import ablate_command, add_ablate_arguments, add_importance_arguments, importance_command
-from analysis.census_cli import add_census_arguments, census_command
-from analysis.flow_cli import add_compare_arguments, add_dla_arguments, add_rollout_arguments, compare_command, \
+from analysis.cli.ablation import ablate_command, add_ablate_arguments, add_importance_arguments, importance_command
+from analysis.cli.census import add_census_arguments, census_command
+from analysis.cli.flow import add_compare_arguments, add_dla_arguments, add_rollout_arguments, compare_command, \
     dla_command, rollout_command
-from analysis.loading import load_model
-from analysis.models import DEFAULT_MODEL, ModelLoadError
-from analysis.share_cli import add_database_argument, add_share_arguments, notes_command, share_command
-from analysis.trace import TextError, run_trace
+from analysis.runtime.loading import load_model
+from analysis.runtime.models import DEFAULT_MODEL, ModelLoadError
+from analysis.cli.share import add_database_argument, add_share_arguments, notes_command, share_command
+from analysis.runtime.trace import TextError, run_trace
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.forward import run_model
-from analysis.handle import ModelHandle
-from analysis.tokens import display_token, token_strings
+from analysis.runtime.forward import run_model
+from analysis.runtime.handle import ModelHandle
+from analysis.runtime.tokens import display_token, token_strings
 
 DEFAULT_MAX_TOKENS = 256
 HARD_MAX_TOKENS = 1024
@@ -77,7 +77,7 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 def run_trace(handle: ModelHandle, text: str, max_tokens: int = DEFAULT_MAX_TOKENS, top_k: int = 10) -> Trace:
     """Tokenize (truncating above ``max_tokens``) and run the model once, keeping all attention patterns."""
     ids, total = encode_text(handle, text, max_tokens)
-    if handle.adapter.supports_interventions:
+    if handle.parts.supports_interventions:
         result = run_model(handle, ids, keep_patterns=True)
         logits, patterns = result.logits, result.patterns
     else:

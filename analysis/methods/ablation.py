@@ -4,7 +4,7 @@ The interventions are passed into each call (nothing is installed on the shared 
 concurrent callers with different selections each get their own answer. Layers below the first
 edited layer are identical to the clean run, so the edited forward starts there from the cached
 clean residual stream. Reported: per-token loss before/after, the next-token top-k before/after,
-the three metrics of ``analysis.metrics``, the downstream heads whose attention changed most
+the three metrics of ``analysis.methods.metrics``, the downstream heads whose attention changed most
 (mean total-variation distance of their rows), and greedy continuations before/after.
 """
 from __future__ import annotations
@@ -15,13 +15,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.forward import run_model
-from analysis.handle import ModelHandle
-from analysis.importance import heads_frame
-from analysis.interventions import EditTensors, HeadIntervention, compile_edits
-from analysis.metrics import METRICS, Metric, MetricError, Reference, last_log_probs, metric_delta, reference, \
+from analysis.methods.reference import reference_means
+from analysis.runtime.attention import CALL_KEYWORD, CallRecord
+from analysis.runtime.forward import check_editable, run_model
+from analysis.runtime.handle import ModelHandle
+from analysis.heads import heads_frame
+from analysis.runtime.interventions import EditBases, EditTensors, HeadIntervention, MissingBaseError, compile_edits
+from analysis.methods.metrics import METRICS, Metric, MetricError, Reference, last_log_probs, metric_delta, reference, \
     token_loss
-from analysis.tokens import token_strings
+from analysis.runtime.tokens import token_strings
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,8 +64,25 @@ def clean_run(handle: ModelHandle, input_ids: torch.Tensor) -> CleanRun:
     )
 
 
-def _edits(handle: ModelHandle, interventions: list[HeadIntervention]) -> EditTensors:
-    return compile_edits([interventions], handle.info.n_layers, handle.info.n_heads)
+def source_outputs(handle: ModelHandle, source_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Every layer's head outputs [tokens, heads, head_dim] on another text (what "resample" edits take)."""
+    return tuple(z[0] for z in run_model(handle, source_ids, keep_head_outputs=True).head_outputs)
+
+
+def edit_tensors(handle: ModelHandle, rows: list[list[HeadIntervention]], input_ids: torch.Tensor,
+                 source_ids: torch.Tensor | None = None) -> EditTensors:
+    """Compile interventions, computing only the bases they use: reference means, another text's outputs."""
+    modes = {edit.mode for row in rows for edit in row}
+    source = None
+    if "resample" in modes:
+        if source_ids is None:
+            raise MissingBaseError("Resampling needs a second text to take the head's output from.")
+        if source_ids.shape[1] != input_ids.shape[1]:
+            raise MissingBaseError(f"Resampling needs a second text of the same length: it has "
+                                   f"{source_ids.shape[1]} tokens, the text has {input_ids.shape[1]}.")
+        source = source_outputs(handle, source_ids)
+    bases = EditBases(mean=reference_means(handle) if "mean" in modes else None, source=source)
+    return compile_edits(rows, handle.info.n_layers, handle.info.n_heads, bases)
 
 
 def _top_table(handle: ModelHandle, before: torch.Tensor, after: torch.Tensor, k: int) -> pd.DataFrame:
@@ -94,13 +113,14 @@ def _downstream(clean: torch.Tensor, edited: torch.Tensor, n: int) -> tuple[pd.D
 
 def ablate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[HeadIntervention], *,
            clean: CleanRun | None = None, metric: Metric = Metric(), top_k: int = 10,
-           n_downstream: int = 6) -> AblationResult:
+           n_downstream: int = 6, source_ids: torch.Tensor | None = None) -> AblationResult:
     """Run the text with ``interventions`` and compare with the clean run (computed if not given).
 
-    ``metric`` supplies the loss span and the log-prob target used for the three reported metrics.
+    ``metric`` supplies the loss span and the log-prob target used for the three reported metrics;
+    ``source_ids`` is the text of the same length that "resample" edits take head outputs from.
     """
     clean = clean or clean_run(handle, input_ids)
-    edits = _edits(handle, interventions)
+    edits = edit_tensors(handle, [interventions], input_ids, source_ids)
     patterns, output = clean.patterns, None  # no active edit: the clean run itself
     if edits.active_layers:
         start = min(edits.active_layers)
@@ -130,17 +150,37 @@ def ablate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[Hea
 
 
 def greedy_generate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[HeadIntervention],
-                    n_tokens: int) -> list[int]:
-    """The ``n_tokens`` greedy next tokens with the interventions applied at every step (causal models)."""
+                    n_tokens: int, source_ids: torch.Tensor | None = None) -> list[int]:
+    """The ``n_tokens`` greedy next tokens with the interventions applied at every step (causal models).
+
+    Runs the model's own forward with its KV cache, so each new token costs one position; the edits travel
+    with every call. "resample" edits take the source text's outputs at the prompt's positions and leave
+    generated positions alone (the source has none there).
+    """
     if not handle.info.causal:
         raise MetricError("Generation needs a causal language model.")
-    edits = _edits(handle, interventions)
+    check_editable(handle)
+    edits = edit_tensors(handle, [interventions], input_ids, source_ids)
+    record = CallRecord(handle.parts.layer_of, edits if edits.active_layers else None)
+    ids, cache, generated = input_ids.to(handle.device), None, []
+    with torch.inference_mode():
+        for _ in range(n_tokens):
+            output = handle.model(ids, cache=cache, use_cache=True, **{CALL_KEYWORD: record})
+            record.position_offset += ids.shape[1]
+            cache, next_id = output.cache, int(output.logits[0, -1].argmax())
+            generated.append(next_id)
+            ids = torch.tensor([[next_id]], device=handle.device)
+    return generated
+
+
+def greedy_generate_uncached(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[HeadIntervention],
+                             n_tokens: int) -> list[int]:
+    """The reference for ``greedy_generate``: a full forward over the whole sequence for every new token."""
+    edits = edit_tensors(handle, [interventions], input_ids)
     edits = edits if edits.active_layers else None
-    ids = input_ids
-    generated: list[int] = []
+    ids, generated = input_ids, []
     for _ in range(n_tokens):
-        logits = run_model(handle, ids, edits).logits
-        next_id = int(logits[0, -1].argmax())
+        next_id = int(run_model(handle, ids, edits).logits[0, -1].argmax())
         generated.append(next_id)
         ids = torch.cat([ids, torch.tensor([[next_id]], device=ids.device)], dim=1)
     return generated

@@ -1,7 +1,7 @@
 """Head importance two ways (Michel et al. 2019, "Are Sixteen Heads Really Better than One?").
 
 - Ablation importance, exact: the metric's change when one head's output is set to zero (or to its
-  mean over the text's positions), for every head. A head of layer l cannot change anything below l,
+  reference mean, ``analysis.methods.reference``), for every head. A head of layer l cannot change anything below l,
   so the clean residual stream is computed once and, for the heads of layer l, only layers ≥ l are
   re-run, with that layer's heads batched (one batch row per head). ``ablation_importance_naive``
   runs one full forward per head and is kept as the reference the fast path must equal.
@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.forward import run_model
-from analysis.handle import ModelHandle
-from analysis.interventions import EditTensors, HeadIntervention, compile_edits, head_label
-from analysis.metrics import Metric, MetricError, last_log_probs, loss_slice, metric_delta, reference, \
+from analysis.runtime.forward import run_model
+from analysis.runtime.handle import ModelHandle
+from analysis.heads import heads_frame
+from analysis.methods.reference import mean_bases
+from analysis.runtime.interventions import EditBases, HeadIntervention, compile_edits, gate_edits
+from analysis.methods.metrics import Metric, MetricError, last_log_probs, loss_slice, metric_delta, reference, \
     token_loss, with_default_target
 
 ABLATION_MODES = ("zero", "mean")
@@ -31,21 +33,15 @@ ROW_BUDGET = 2 ** 26  # logits elements per batched call (256 MB of float32)
 Progress = Callable[[int, int], None]
 
 
-def heads_frame(n_layers: int, n_heads: int, **columns: np.ndarray) -> pd.DataFrame:
-    """One row per head in (layer, head) order, with value columns given as [layers, heads] arrays."""
-    layers, heads = np.divmod(np.arange(n_layers * n_heads), n_heads)
-    frame = pd.DataFrame({"head": [head_label(l, h) for l, h in zip(layers, heads)],
-                          "layer": layers, "head_index": heads})
-    for name, values in columns.items():
-        frame[name] = np.asarray(values, dtype=np.float64).reshape(-1)
-    return frame
-
-
 def _check(handle: ModelHandle, mode: str) -> None:
     if not handle.info.causal:
         raise MetricError("Importance needs a causal language model (loss, log-prob and KL are next-token metrics).")
     if mode not in ABLATION_MODES:
         raise MetricError(f"Unknown ablation mode '{mode}'; use zero or mean.")
+
+
+def _bases(handle: ModelHandle, mode: str) -> EditBases:
+    return mean_bases(handle) if mode == "mean" else EditBases()
 
 
 def _ablation_frame(handle: ModelHandle, deltas: np.ndarray) -> pd.DataFrame:
@@ -64,12 +60,14 @@ def ablation_importance(handle: ModelHandle, input_ids: torch.Tensor, metric: Me
     clean = run_model(handle, input_ids, keep_residuals=True)
     ref = reference(clean.logits, input_ids)
     metric = with_default_target(metric, ref)
+    bases = _bases(handle, mode)
     rows_per_call = max(1, min(info.n_heads, ROW_BUDGET // (input_ids.shape[1] * clean.logits.shape[-1])))
     deltas = np.zeros((info.n_layers, info.n_heads))
     for layer in range(info.n_layers):
         for first in range(0, info.n_heads, rows_per_call):
             heads = range(first, min(first + rows_per_call, info.n_heads))
-            edits = compile_edits([[HeadIntervention(layer, h, mode, 0.0)] for h in heads], info.n_layers, info.n_heads)
+            edits = compile_edits([[HeadIntervention(layer, h, mode, 0.0)] for h in heads], info.n_layers, info.n_heads,
+                                  bases)
             logits = run_model(handle, input_ids, edits, start_layer=layer,
                                start_residual=clean.residuals[layer]).logits
             deltas[layer, heads.start:heads.stop] = metric_delta(logits, input_ids, metric, ref).cpu().numpy()
@@ -86,21 +84,16 @@ def ablation_importance_naive(handle: ModelHandle, input_ids: torch.Tensor, metr
     clean = run_model(handle, input_ids)
     ref = reference(clean.logits, input_ids)
     metric = with_default_target(metric, ref)
+    bases = _bases(handle, mode)
     deltas = np.zeros((info.n_layers, info.n_heads))
     for layer in range(info.n_layers):
         for head in range(info.n_heads):
-            edits = compile_edits([[HeadIntervention(layer, head, mode, 0.0)]], info.n_layers, info.n_heads)
+            edits = compile_edits([[HeadIntervention(layer, head, mode, 0.0)]], info.n_layers, info.n_heads, bases)
             logits = run_model(handle, input_ids, edits).logits
             deltas[layer, head] = float(metric_delta(logits, input_ids, metric, ref)[0])
         if progress is not None:
             progress(layer + 1, info.n_layers)
     return _ablation_frame(handle, deltas)
-
-
-def _gate_edits(gates: torch.Tensor, mode: str) -> EditTensors:
-    """Gates on every head: z' = base + ξ·(z − base), base 0 (zero) or the head's mean output (mean)."""
-    mean_mask = torch.full(gates.shape, mode == "mean", dtype=torch.bool)
-    return EditTensors(gates[None], mean_mask[None], frozenset(range(gates.shape[0])))
 
 
 def gradient_importance(handle: ModelHandle, input_ids: torch.Tensor, metric: Metric = Metric(),
@@ -113,7 +106,7 @@ def gradient_importance(handle: ModelHandle, input_ids: torch.Tensor, metric: Me
     _check(handle, mode)
     info = handle.info
     gates = torch.ones(info.n_layers, info.n_heads, requires_grad=True)
-    logits = run_model(handle, input_ids, _gate_edits(gates, mode), grad=True).logits
+    logits = run_model(handle, input_ids, gate_edits(gates, mode, _bases(handle, mode)), grad=True).logits
     with torch.no_grad():
         ref = reference(logits, input_ids)
     metric = with_default_target(metric, ref)

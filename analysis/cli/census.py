@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from analysis.census import PROBE_LENGTH, census_summary, head_census
-from analysis.loading import load_model
+from analysis.methods.census import PROBE_LENGTH, census_summary, head_census
+from analysis.runtime.loading import load_model
 
 
 def add_census_arguments(parser: argparse.ArgumentParser) -> None:

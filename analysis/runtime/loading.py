@@ -17,9 +17,10 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-from analysis.adapters import adapter_for
-from analysis.handle import ModelHandle, ModelInfo
-from analysis.models import EMBEDDED_MODELS, ModelLoadError, ModelSource, resolve_model
+from analysis.runtime.architecture import find_parts, is_causal_config, text_config
+from analysis.runtime.attention import ATTENTION_NAME
+from analysis.runtime.handle import ModelHandle, ModelInfo
+from analysis.runtime.models import EMBEDDED_MODELS, ModelLoadError, ModelSource, resolve_model
 
 CACHE_FORMAT = 1
 
@@ -54,10 +55,6 @@ def pick_device(device: str | None) -> str:
     if device:
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _is_causal(config) -> bool:
-    return not (getattr(config, "model_type", "") in {"bert", "roberta", "distilbert", "electra", "xlm-roberta"})
 
 
 def _write_dequantized_copy(model, tokenizer, target: Path) -> None:
@@ -103,7 +100,7 @@ def _load_weights(source: ModelSource, causal_hint: bool | None, device: str):
         _write_dequantized_copy(model, tokenizer, cached)
         return tokenizer, model, revision, False
     config = AutoConfig.from_pretrained(source.location, **offline)
-    causal = _is_causal(config) if causal_hint is None else causal_hint
+    causal = is_causal_config(config) if causal_hint is None else causal_hint
     revision = folder_fingerprint(Path(source.location)) if not source.is_hub else getattr(
         config, "_commit_hash", None) or "hub"
     tokenizer = AutoTokenizer.from_pretrained(source.location, **offline)
@@ -124,40 +121,46 @@ def load_model(name_or_path: str, device: str | None = None) -> ModelHandle:
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as error:
         hint = " (this machine may be offline: only embedded models and local folders load)" if source.is_hub else ""
         raise ModelLoadError(f"Could not load model '{name_or_path}'{hint}: {error}".strip()) from error
-    model.eval()
-    model.requires_grad_(False)
     if device != "cuda":
         model.to(device)
-    adapter = adapter_for(model)
-    return ModelHandle(model_info(source.name, model, tokenizer, revision, str(device), adapter), tokenizer,
-                       model, adapter)
+    return make_handle(source.name, model, tokenizer, revision, str(device))
 
 
-def model_info(name: str, model, tokenizer, revision: str, device: str, adapter) -> ModelInfo:
-    """Describe a loaded model: shape, family, device, revision, special tokens."""
-    config = model.config
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    n_heads = text_config.num_attention_heads
-    d_model = text_config.hidden_size
+def make_handle(name: str, model: torch.nn.Module, tokenizer, revision: str, device: str) -> ModelHandle:
+    """Freeze a loaded model, switch it to the Atlas attention function, find its parts and describe it."""
+    model.eval()
+    model.requires_grad_(False)
+    try:
+        model.set_attn_implementation(ATTENTION_NAME)
+    except (ValueError, AttributeError):  # an architecture without the attention interface: view only
+        pass
+    config = text_config(model.config)
+    n_heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
+    parts = find_parts(model, is_causal_config(config), n_heads, head_dim)
     specials = {
         role: token_id
         for role in ("bos", "eos", "cls", "sep", "pad", "mask")
         if (token_id := getattr(tokenizer, f"{role}_token_id", None)) is not None
     }
-    return ModelInfo(
+    info = ModelInfo(
         name=name,
-        architecture=(config.architectures or [type(model).__name__])[0],
-        family=adapter.family,
-        n_layers=text_config.num_hidden_layers,
+        architecture=(model.config.architectures or [type(model).__name__])[0],
+        family=getattr(config, "model_type", "other"),
+        n_layers=config.num_hidden_layers,
         n_heads=n_heads,
-        n_kv_heads=getattr(text_config, "num_key_value_heads", None) or n_heads,
-        head_dim=getattr(text_config, "head_dim", None) or d_model // n_heads,
-        d_model=d_model,
-        vocab_size=text_config.vocab_size,
+        n_kv_heads=getattr(config, "num_key_value_heads", None) or n_heads,
+        head_dim=head_dim,
+        d_model=config.hidden_size,
+        vocab_size=config.vocab_size,
         n_params=sum(p.numel() for p in model.parameters()),
-        causal=_is_causal(text_config),
+        causal=parts.causal,
         device=device,
         revision=revision,
-        supports_interventions=adapter.supports_interventions,
+        supports_interventions=parts.supports_interventions,
+        supports_restart=parts.supports_restart,
+        supports_head_writes=parts.supports_head_writes,
+        notes=parts.notes,
         special_token_ids=specials,
     )
+    return ModelHandle(info, tokenizer, model, parts)

@@ -1,7 +1,7 @@
 """The ablation lab's head selection as text, and the presets that fill it.
 
 A selection is written ``L12H3:zero:0,L14H1:mean:0.5`` — per item a head (``L14H*`` = the whole
-layer), an optional mode (zero, mean, scale; see ``analysis.interventions``) and an optional scale
+layer), an optional mode (zero, mean, scale; see ``analysis.runtime.interventions``) and an optional scale
 (0 = removed, 1 = unchanged, 2 = doubled). This string is what the URL's ``ablate`` field carries.
 Presets pick heads from the head census (Olsson et al. 2022 induction scores, attention-sink labels)
 or, as a control, at random with a seed.
@@ -13,7 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.interventions import MODES, HeadIntervention, HeadSpecError, parse_heads
+from analysis.heads import HeadSpecError, parse_heads
+from analysis.runtime.interventions import MODES, HeadIntervention
 
 SCALE_RANGE = (0.0, 2.0)
 PRESETS: dict[str, str] = {

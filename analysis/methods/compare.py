@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.importance import heads_frame
-from analysis.interventions import head_label
-from analysis.trace import Trace
+from analysis.heads import heads_frame
+from analysis.heads import head_label
+from analysis.runtime.trace import Trace
 
 CORRUPTED_IOI_PROMPT = "When Mary and John went to the store, Mary gave a drink to"  # the IOI prompt, subject swapped
 

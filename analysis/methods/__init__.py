@@ -1,0 +1,1 @@
+"""The analyses: head scores and census, importance, ablation, patching, rollout, attribution, comparison."""

@@ -1,0 +1,1 @@
+"""The model runtime: where models come from, loading them, and running them with head edits."""

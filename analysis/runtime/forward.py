@@ -1,0 +1,84 @@
+"""One forward pass on the model's own code, with head edits and records passed in as data.
+
+This is the only code that runs a model for analysis. Edits travel with the call (the ``atlas_call`` keyword
+read by ``analysis.runtime.attention``), so nothing is installed on the shared model and concurrent callers
+with different edits each get their own answer. A run can start at a later layer from a cached residual
+stream (heads of layer l cannot change anything below l), which makes all-heads ablation and patching cheap;
+where the architecture does not allow that restart (``ModelParts.supports_restart``) the full forward runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from analysis.runtime.attention import CALL_KEYWORD, CallRecord
+from analysis.runtime.handle import ModelHandle
+from analysis.runtime.interventions import EditTensors
+
+
+class InterventionsUnsupported(RuntimeError):
+    """The model's attention cannot be edited (it does not use transformers' attention interface)."""
+
+
+@dataclass
+class ForwardResult:
+    """What a forward kept: logits (hidden states for encoders) and optional per-layer tensors."""
+
+    logits: torch.Tensor  # [batch, tokens, vocab] (encoders: [batch, tokens, d_model])
+    patterns: list[torch.Tensor] = field(default_factory=list)  # per layer run: [batch, heads, query, key]
+    residuals: list[torch.Tensor] = field(default_factory=list)  # the stream entering each layer run
+    head_outputs: list[torch.Tensor] = field(default_factory=list)  # per layer run: z [batch, query, heads, hd]
+    final_residual: torch.Tensor | None = None  # the stream after the last layer, before the final norm
+
+
+def check_editable(handle: ModelHandle) -> None:
+    """Raise InterventionsUnsupported with the reason unless the model's heads can be edited."""
+    if not handle.parts.supports_interventions:
+        raise InterventionsUnsupported(" ".join(handle.parts.notes) or f"{handle.info.name} cannot be edited.")
+
+
+def run_model(
+    handle: ModelHandle,
+    input_ids: torch.Tensor,
+    edits: EditTensors | None = None,
+    *,
+    keep_patterns: bool = False,
+    keep_residuals: bool = False,
+    keep_head_outputs: bool = False,
+    start_layer: int = 0,
+    start_residual: torch.Tensor | None = None,
+    grad: bool = False,
+) -> ForwardResult:
+    """Run ``input_ids`` [1 or batch, tokens] with ``edits`` (one batch row each) on the model's own code.
+
+    With ``start_layer`` > 0, ``start_residual`` is the residual stream entering that layer; if the model
+    does not allow a restart, the full forward runs instead (same numbers, same layers kept). ``keep_residuals`` also keeps the
+    final stream before the final norm when the model allows a restart.
+    """
+    check_editable(handle)
+    parts = handle.parts
+    batch = edits.batch if edits is not None else input_ids.shape[0]
+    record = CallRecord(parts.layer_of, edits, keep_patterns, keep_head_outputs)
+    restart = start_layer > 0 and parts.supports_restart
+    result = ForwardResult(logits=torch.empty(0))
+    with torch.enable_grad() if grad else torch.inference_mode():
+        if restart:
+            residual = start_residual.to(handle.device)
+            residual = residual.expand(batch, *residual.shape[1:]) if residual.shape[0] != batch else residual
+            final = parts.run_layers(residual, start_layer, record, result.residuals if keep_residuals else None)
+            result.logits, result.final_residual = parts.readout(final), final
+        else:
+            ids = input_ids.to(handle.device)
+            ids = ids.expand(batch, -1) if ids.shape[0] != batch else ids
+            output = handle.model(ids, output_hidden_states=keep_residuals, use_cache=False,
+                                  **{CALL_KEYWORD: record})
+            result.logits = output.logits if parts.causal else output.last_hidden_state
+            if keep_residuals:
+                result.residuals = list(output.hidden_states[start_layer:parts.n_layers])
+                if parts.supports_restart:
+                    result.final_residual = parts.run_layers(result.residuals[-1], parts.n_layers - 1, record)
+    kept = range(start_layer, parts.n_layers)  # the same layers whether or not the model allowed a restart
+    result.patterns = [record.patterns[layer] for layer in kept if layer in record.patterns]
+    result.head_outputs = [record.head_outputs[layer] for layer in kept if layer in record.head_outputs]
+    return result

@@ -1,0 +1,131 @@
+"""Head interventions as data: which head, how, how strongly. Nothing is installed on the model.
+
+An intervention rewrites one head's output z (before the output projection, the site ``head_output``) as
+``z' = base + scale * (z - base)``. The base depends on the mode:
+
+- "zero" and "scale": 0, so scale 0 removes the head, 1 leaves it, 2 doubles what it writes;
+- "mean": the head's reference mean output, averaged over a fixed set of texts (``analysis.runtime.reference``),
+  the same at every position, so a position's result never depends on tokens after it;
+- "resample": the head's output at the same position in another run (another text of the same length, or the
+  corrupted prompt when patching), so scale 0 swaps the head's output for that run's.
+
+Heads are written ``L{layer}H{head}``, zero-based; ``L3H*`` means every head of layer 3.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+
+from analysis.heads import HeadSpecError, head_label
+
+MODES = ("zero", "mean", "scale", "resample")
+
+
+@dataclass(frozen=True)
+class HeadIntervention:
+    """Edit one query head's output: mode in MODES, scale in [0, 2] for the UI (any float works)."""
+
+    layer: int
+    head: int
+    mode: str = "zero"
+    scale: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise HeadSpecError(f"Unknown mode '{self.mode}'; use one of {', '.join(MODES)}.")
+
+    @property
+    def label(self) -> str:
+        """The head's name, e.g. 'L12H3'."""
+        return head_label(self.layer, self.head)
+
+
+BASE_KIND = {"zero": 0, "scale": 0, "mean": 1, "resample": 2}
+
+
+class MissingBaseError(ValueError):
+    """A "mean" or "resample" edit was asked for without the reference it needs."""
+
+
+@dataclass(frozen=True, eq=False)
+class EditBases:
+    """What "mean" and "resample" edits replace a head's output with."""
+
+    mean: torch.Tensor | None = None  # [layers, heads, head_dim]: reference mean output per head
+    source: tuple[torch.Tensor, ...] | None = None  # per layer [tokens, heads, head_dim]: another run's outputs
+
+
+@dataclass(frozen=True, eq=False)
+class EditTensors:
+    """Interventions compiled for one batched forward: per row, layer and head."""
+
+    scale: torch.Tensor  # [batch, layers, heads]
+    base_kind: torch.Tensor  # [batch, layers, heads] int: 0 zero, 1 reference mean, 2 source run
+    active_layers: frozenset[int]
+    bases: EditBases = EditBases()
+    positions: torch.Tensor | None = None  # [batch, tokens] bool: where each row edits (None: everywhere)
+
+    @property
+    def batch(self) -> int:
+        """Number of batch rows (one per intervention set)."""
+        return self.scale.shape[0]
+
+    def apply(self, z: torch.Tensor, layer: int, offset: int = 0) -> torch.Tensor:
+        """Rewrite head outputs z [batch, query, heads, head_dim] of one layer (queries start at ``offset``)."""
+        scale = self.scale[:, layer].to(z)[:, None, :, None]
+        kind = self.base_kind[:, layer].to(z.device)[:, None, :, None]
+        base = torch.zeros((), dtype=z.dtype, device=z.device)
+        if bool((kind == 1).any()):
+            base = torch.where(kind == 1, self.bases.mean[layer].to(z)[None, None], base)
+        if bool((kind == 2).any()):
+            base = torch.where(kind == 2, self._source(z, layer, offset), base)
+        edited = base + scale * (z - base)
+        if self.positions is None:
+            return edited
+        where = self.positions[:, offset:offset + z.shape[1]].to(z.device)
+        if where.shape[1] < z.shape[1]:  # queries past the rows' positions are left alone
+            where = torch.nn.functional.pad(where, (0, z.shape[1] - where.shape[1]), value=False)
+        return torch.where(where[:, :, None, None], edited, z)
+
+    def _source(self, z: torch.Tensor, layer: int, offset: int) -> torch.Tensor:
+        """The source run's outputs at these query positions; past its end, z itself (no change)."""
+        source = self.bases.source[layer][offset:offset + z.shape[1]].to(z)
+        if source.shape[0] == z.shape[1]:
+            return source[None]
+        padded = z.detach().clone()
+        padded[:, :source.shape[0]] = source
+        return padded
+
+
+def compile_edits(rows: Sequence[Iterable[HeadIntervention]], n_layers: int, n_heads: int,
+                  bases: EditBases = EditBases(), positions: torch.Tensor | None = None) -> EditTensors:
+    """One batch row per set of interventions; an empty set is the clean run."""
+    scale = torch.ones(len(rows), n_layers, n_heads)
+    base_kind = torch.zeros(len(rows), n_layers, n_heads, dtype=torch.int8)
+    active: set[int] = set()
+    for row, edits in enumerate(rows):
+        for edit in edits:
+            if not (0 <= edit.layer < n_layers and 0 <= edit.head < n_heads):
+                raise HeadSpecError(f"{edit.label} is outside this model ({n_layers} layers × {n_heads} heads).")
+            scale[row, edit.layer, edit.head] = edit.scale
+            base_kind[row, edit.layer, edit.head] = BASE_KIND[edit.mode]
+            if edit.scale != 1.0:
+                active.add(edit.layer)
+    _check_bases(base_kind, bases)
+    return EditTensors(scale, base_kind, frozenset(active), bases, positions)
+
+
+def gate_edits(gates: torch.Tensor, mode: str = "zero", bases: EditBases = EditBases()) -> EditTensors:
+    """Gates [layers, heads] on every head (e.g. ones with requires_grad) as a one-row edit: z' = base + ξ·(z − base)."""
+    base_kind = torch.full(gates.shape, BASE_KIND[mode], dtype=torch.int8)[None]
+    _check_bases(base_kind, bases)
+    return EditTensors(gates[None], base_kind, frozenset(range(gates.shape[0])), bases)
+
+
+def _check_bases(base_kind: torch.Tensor, bases: EditBases) -> None:
+    if bool((base_kind == 1).any()) and bases.mean is None:
+        raise MissingBaseError("Mean ablation needs the model's reference mean head outputs.")
+    if bool((base_kind == 2).any()) and bases.source is None:
+        raise MissingBaseError("Resampling needs a source run: another text of the same token length.")

@@ -1,0 +1,38 @@
+"""Independent computations for tests only: a temporary hook on a head's output projection.
+
+The app never installs hooks (edits travel with the call); a test may, because it owns the model for the
+duration of the ``with`` block and removes the hook afterwards.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+
+from analysis.runtime.handle import ModelHandle
+
+
+@contextmanager
+def head_replaced(handle: ModelHandle, layer: int, head: int, value: torch.Tensor | float = 0.0) -> Iterator[None]:
+    """While open, the model's forward sees head ``head`` of ``layer`` replaced by ``value`` before the output projection."""
+    width = handle.info.head_dim
+    columns = slice(head * width, (head + 1) * width)
+
+    def replace(module, args):
+        inputs = args[0].clone()
+        inputs[..., columns] = value
+        return (inputs, *args[1:])
+
+    hook = handle.parts.output_projections[layer].register_forward_pre_hook(replace)
+    try:
+        yield
+    finally:
+        hook.remove()
+
+
+def model_output(handle: ModelHandle, ids: torch.Tensor) -> torch.Tensor:
+    """The model's own forward output: logits for causal LMs, last hidden states for encoders."""
+    with torch.inference_mode():
+        output = handle.model(ids, use_cache=False) if handle.info.causal else handle.model(ids)
+    return output.logits if handle.info.causal else output.last_hidden_state

@@ -1,0 +1,264 @@
+"""Every supported model family, tiny and random: the runtime equals the library and independent oracles.
+
+For each family (``tests.family_models.FAMILIES``) the clean run must equal plain transformers eager; a
+zero-ablated head must equal a forward pre-hook on the layer's output projection that zeroes that head's
+input slice (the oracle lives only here); direct logit attribution must sum to the logit and each head's
+term must equal W_O[:, h] · z_h through the final norm, computed by hand; the census must run; cached
+greedy generation with an ablated head must equal the uncached reference.
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.methods.ablation import greedy_generate, greedy_generate_uncached
+from analysis.methods.census import head_census
+from analysis.methods.logit_attribution import attribution_terms, decompose
+from analysis.runtime.forward import InterventionsUnsupported, run_model
+from analysis.runtime.handle import ModelHandle
+from analysis.runtime.interventions import HeadIntervention, compile_edits
+from analysis.runtime.loading import make_handle
+from analysis.runtime.trace import run_trace
+from tests.family_models import FAMILIES, WINDOW, Family, build_family, tiny_view_only
+
+CAUSAL_TEXT = "the cat sat on the mat."  # 23 characters: longer than every sliding window
+ENCODER_TEXT = "the cat sat on the mat ."
+ATOL = 1e-5
+# Every family allows the layer restart; a change here shows up as a failure of test_clean_logits_equal_library_eager.
+EXPECTED_RESTART = {family.name: True for family in FAMILIES}
+
+BY_NAME = {family.name: family for family in FAMILIES}
+CAUSAL = [family.name for family in FAMILIES if family.causal]
+ALL = [family.name for family in FAMILIES]
+SLIDING = {"mistral", "qwen2", "gemma2", "gemma3", "phi3"}  # families built with a sliding window
+
+
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """A family's handle and the plain-library output taken before the handle existed."""
+
+    handle: ModelHandle
+    ids: torch.Tensor
+    reference: torch.Tensor  # eager logits (encoders: last hidden state), soft-capped where the model caps
+    reference_patterns: tuple[torch.Tensor, ...]
+
+
+_PREPARED: dict[str, Prepared] = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices: thread hand-offs cost more than the work (16 ms per linear on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def prepared(name: str) -> Prepared:
+    """Build the family once per session: library eager output first, then ``make_handle``."""
+    if name not in _PREPARED:
+        family: Family = BY_NAME[name]
+        model, tokenizer = build_family(family)
+        ids = tokenizer(CAUSAL_TEXT if family.causal else ENCODER_TEXT, return_tensors="pt").input_ids
+        assert getattr(tokenizer, "unk_token_id", None) not in ids[0].tolist()
+        assert model.config._attn_implementation == "eager"
+        with torch.inference_mode():
+            output = model(ids, use_cache=False, output_attentions=True) if family.causal else model(
+                ids, output_attentions=True)
+        reference = output.logits if family.causal else output.last_hidden_state
+        _PREPARED[name] = Prepared(make_handle(name, model, tokenizer, "random", "cpu"), ids, reference.clone(),
+                                   tuple(a.clone() for a in output.attentions))
+    return _PREPARED[name]
+
+
+@contextmanager
+def pre_hook(module: torch.nn.Module, hook):
+    """A forward pre-hook on ``module`` for the duration of the block."""
+    registered = module.register_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        registered.remove()
+
+
+def plain_forward(handle: ModelHandle, ids: torch.Tensor) -> torch.Tensor:
+    """The model's own forward without any Atlas record (the Atlas attention is then plain eager)."""
+    with torch.inference_mode():
+        output = handle.model(ids, use_cache=False) if handle.info.causal else handle.model(ids)
+    return output.logits if handle.info.causal else output.last_hidden_state
+
+
+def zeroed_head_oracle(handle: ModelHandle, ids: torch.Tensor, layer: int, head: int) -> torch.Tensor:
+    """The output with ``head`` of ``layer`` removed, by zeroing its slice of the output projection's input."""
+    width = handle.info.head_dim
+
+    def zero(module, args):
+        z = args[0].clone()
+        z[..., head * width:(head + 1) * width] = 0
+        return (z, *args[1:])
+
+    with pre_hook(handle.parts.output_projections[layer], zero):
+        return plain_forward(handle, ids)
+
+
+def close(actual, expected, atol: float = ATOL, rtol: float = 0.0) -> None:
+    torch.testing.assert_close(torch.as_tensor(actual).float(), torch.as_tensor(expected).float(), atol=atol,
+                               rtol=rtol)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_clean_logits_equal_library_eager(name, record_property):
+    case = prepared(name)
+    handle = case.handle
+    record_property("supports_restart", handle.parts.supports_restart)
+    assert handle.info.supports_interventions, handle.info.notes
+    assert handle.parts.output_projections is not None and handle.info.supports_head_writes
+    assert handle.parts.supports_restart is EXPECTED_RESTART[name], handle.info.notes
+    result = run_model(handle, case.ids, keep_patterns=True)
+    close(result.logits, case.reference)
+    assert len(result.patterns) == len(case.reference_patterns) == handle.info.n_layers
+    for ours, theirs in zip(result.patterns, case.reference_patterns):
+        close(ours, theirs, atol=1e-6)
+    config = handle.parts.config
+    window = getattr(config, "sliding_window", None)
+    kinds = getattr(config, "layer_types", None) or ["sliding_attention" if window else "full_attention"] * 2
+    for kind, pattern in zip(kinds, result.patterns):  # the windows are shorter than the text, so they matter
+        query = torch.arange(pattern.shape[-1])
+        far = pattern[..., (query[:, None] - query[None, :]) >= WINDOW].sum()
+        assert (far == 0) if kind == "sliding_attention" else (far > 1), (kind, float(far))
+    assert (window is not None) == (name in SLIDING)
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("layer, head", [(0, 3), (1, 2)])
+def test_zero_ablated_head_equals_hook_oracle(name, layer, head):
+    case = prepared(name)
+    handle, ids, info = case.handle, case.ids, case.handle.info
+    oracle = zeroed_head_oracle(handle, ids, layer, head)
+    clean = run_model(handle, ids, keep_residuals=True)
+    close(clean.logits, case.reference)  # the hook was removed again
+    assert (oracle - clean.logits).abs().max() > 1e-3, "zeroing the head should change the output"
+    edits = compile_edits([[HeadIntervention(layer, head, "zero", 0.0)]], info.n_layers, info.n_heads)
+    close(run_model(handle, ids, edits).logits, oracle)
+    restarted = run_model(handle, ids, edits, start_layer=layer, start_residual=clean.residuals[layer])
+    close(restarted.logits, oracle)
+
+
+def _norm_linear(norm: torch.nn.Module | None, vector: torch.Tensor, stream: torch.Tensor) -> torch.Tensor:
+    """``norm`` as a linear map of ``vector`` with its scale frozen at ``stream``, written out per family."""
+    if norm is None:
+        return vector
+    name = type(norm).__name__
+    if isinstance(norm, torch.nn.LayerNorm):
+        gain, eps, centred = norm.weight, norm.eps, True
+    elif name == "OlmoLayerNorm":  # LayerNorm without parameters
+        gain, eps, centred = torch.ones_like(vector), 1e-5, True
+    elif name.startswith("Gemma"):  # RMSNorm with a (1 + weight) gain
+        gain, eps, centred = 1.0 + norm.weight, norm.eps, False
+    else:  # LLaMA-style RMSNorm
+        gain, eps, centred = norm.weight, norm.variance_epsilon, False
+    if centred:
+        vector, stream = vector - vector.mean(), stream - stream.mean()
+    return gain * vector / torch.sqrt(stream.pow(2).mean() + eps)
+
+
+def _captured_inputs(handle: ModelHandle, ids: torch.Tensor, modules: dict[str, torch.nn.Module]) -> dict:
+    """The input of each named module in one plain forward (pre-hooks, removed afterwards)."""
+    seen: dict[str, torch.Tensor] = {}
+    registered = [module.register_forward_pre_hook(lambda _m, args, key=key: seen.__setitem__(key, args[0].clone()))
+                  for key, module in modules.items() if module is not None]
+    try:
+        plain_forward(handle, ids)
+    finally:
+        for hook in registered:
+            hook.remove()
+    return seen
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+@pytest.mark.parametrize("position", [-1, 5])
+def test_direct_logit_attribution_sums_to_logit_and_matches_hook_oracle(name, position):
+    case = prepared(name)
+    handle, ids, info, parts = case.handle, case.ids, case.handle.info, case.handle.parts
+    d = decompose(handle, ids, position)
+    cap = getattr(handle.model.config, "final_logit_softcapping", None)
+    model_logits = case.reference[0, position]
+    assert (cap is not None) == (name == "gemma2")
+    close(torch.tanh(torch.from_numpy(d.logits) / cap) * cap if cap else d.logits, model_logits, atol=2e-5)
+    token_ids = [int(model_logits.argmax()), 10]
+    for token_id in token_ids:
+        terms = attribution_terms(handle, d, token_id)
+        assert len(terms) == 1 + info.n_layers * (info.n_heads + 2) + 2
+        assert terms["dla"].sum() == pytest.approx(float(d.logits[token_id]), abs=1e-4)
+
+    # Each head's term by hand: z from a pre-hook on the output projection, W_O's slice, the attention-output
+    # norm (Gemma) and the final norm frozen at the streams they saw in that same plain forward.
+    layers = range(info.n_layers)
+    modules = {f"z{l}": parts.output_projections[l] for l in layers}
+    modules |= {f"attn_norm{l}": parts.attention_output_norms[l] for l in layers}
+    modules["final"] = parts.final_norm
+    seen = _captured_inputs(handle, ids, modules)
+    final_stream = seen["final"][0, position]
+    unembed = handle.model.get_output_embeddings().weight
+    hd = info.head_dim
+    for layer in layers:
+        projection = parts.output_projections[layer]
+        weight = projection.weight.t() if type(projection).__name__ == "Conv1D" else projection.weight
+        attn_norm = parts.attention_output_norms[layer]
+        assert (attn_norm is not None) == name.startswith("gemma")
+        for head in range(info.n_heads):
+            z = seen[f"z{layer}"][0, position, head * hd:(head + 1) * hd]
+            write = weight[:, head * hd:(head + 1) * hd] @ z
+            if attn_norm is not None:
+                write = _norm_linear(attn_norm, write, seen[f"attn_norm{layer}"][0, position])
+            term = _norm_linear(parts.final_norm, write, final_stream)
+            close(d.heads[layer, head], term, atol=1e-5, rtol=1e-4)
+            for token_id in token_ids:
+                terms = attribution_terms(handle, d, token_id).set_index("term")["dla"]
+                assert terms[f"L{layer}H{head}"] == pytest.approx(float(unembed[token_id] @ term), abs=1e-5)
+    assert np.abs(d.heads).max() > 1e-2
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_census_runs(name):
+    handle = prepared(name).handle
+    frame = head_census(handle, CAUSAL_TEXT if handle.info.causal else ENCODER_TEXT, probe_length=8)
+    assert len(frame) == handle.info.n_layers * handle.info.n_heads
+    assert list(frame["head"]) == [f"L{l}H{h}" for l in range(handle.info.n_layers)
+                                   for h in range(handle.info.n_heads)]
+    assert np.isfinite(frame["previous_token"]).all()
+    assert np.isfinite(frame["output_norm"]).all()
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+def test_cached_generation_equals_uncached_with_ablated_head(name):
+    case = prepared(name)
+    ablated = [HeadIntervention(1, 0)]
+    cached = greedy_generate(case.handle, case.ids, ablated, 5)
+    assert cached == greedy_generate_uncached(case.handle, case.ids, ablated, 5)
+    assert len(cached) == 5
+
+
+def test_attention_outside_the_interface_is_view_only():
+    model, tokenizer = tiny_view_only()
+    reference = copy.deepcopy(model)
+    handle = make_handle("tiny-mpnet", model, tokenizer, "random", "cpu")
+    assert handle.info.supports_interventions is False and handle.info.supports_restart is False
+    (note,) = handle.info.notes
+    assert "MPNetModel" in note and "pattern views work" in note and "interventions do not" in note
+    ids = tokenizer(ENCODER_TEXT, return_tensors="pt").input_ids
+    with pytest.raises(InterventionsUnsupported) as raised:
+        run_model(handle, ids)
+    assert str(raised.value) == note
+    trace = run_trace(handle, ENCODER_TEXT)
+    assert trace.attentions.shape == (2, 4, ids.shape[1], ids.shape[1])
+    np.testing.assert_allclose(trace.attentions.sum(-1), 1.0, atol=1e-5)
+    with torch.inference_mode():
+        expected = reference(ids, output_attentions=True).attentions
+    np.testing.assert_allclose(trace.attentions, torch.stack([a[0] for a in expected]).numpy(), atol=1e-6)
