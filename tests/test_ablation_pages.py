@@ -87,3 +87,16 @@ def test_importance_bad_links_and_encoders(smollm2, minilm):
     assert "Ignored the link's 'metric'" in messages(app) and "Using the whole text" in messages(app)
     app = run_app(IMPORTANCE, model="minilm-l6", text="The cat sat on the mat.")
     assert not app.exception and "not a causal language model" in app.info[0].value
+
+
+def test_resampling_a_head_takes_its_output_from_the_second_text(smollm2):
+    """IOI: L1H5's output taken from the corrupted prompt (same length) changes the prediction; other lengths are refused."""
+    app = run_app(LAB, ablate="L1H5:resample:0")
+    assert not app.exception
+    assert app.text_area(key="w_compare_text").value.endswith("Mary gave a drink to")
+    resampled = _top_prediction(app)
+    zeroed = _top_prediction(run_app(LAB, ablate="L1H5:zero:0"))
+    assert resampled.startswith("␣Mary (") and resampled != zeroed
+    app.text_area(key="w_compare_text").input("A much shorter text.").run()
+    assert not app.exception
+    assert "same number of tokens: it has" in messages(app)

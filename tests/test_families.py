@@ -9,7 +9,6 @@ greedy generation with an ablated head must equal the uncached reference.
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +23,7 @@ from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import HeadIntervention, compile_edits
 from analysis.runtime.loading import make_handle
 from analysis.runtime.trace import run_trace
+from tests.oracles import head_replaced, model_output
 from tests.family_models import FAMILIES, WINDOW, Family, build_family, tiny_view_only
 
 CAUSAL_TEXT = "the cat sat on the mat."  # 23 characters: longer than every sliding window
@@ -77,36 +77,6 @@ def prepared(name: str) -> Prepared:
     return _PREPARED[name]
 
 
-@contextmanager
-def pre_hook(module: torch.nn.Module, hook):
-    """A forward pre-hook on ``module`` for the duration of the block."""
-    registered = module.register_forward_pre_hook(hook)
-    try:
-        yield
-    finally:
-        registered.remove()
-
-
-def plain_forward(handle: ModelHandle, ids: torch.Tensor) -> torch.Tensor:
-    """The model's own forward without any Atlas record (the Atlas attention is then plain eager)."""
-    with torch.inference_mode():
-        output = handle.model(ids, use_cache=False) if handle.info.causal else handle.model(ids)
-    return output.logits if handle.info.causal else output.last_hidden_state
-
-
-def zeroed_head_oracle(handle: ModelHandle, ids: torch.Tensor, layer: int, head: int) -> torch.Tensor:
-    """The output with ``head`` of ``layer`` removed, by zeroing its slice of the output projection's input."""
-    width = handle.info.head_dim
-
-    def zero(module, args):
-        z = args[0].clone()
-        z[..., head * width:(head + 1) * width] = 0
-        return (z, *args[1:])
-
-    with pre_hook(handle.parts.output_projections[layer], zero):
-        return plain_forward(handle, ids)
-
-
 def close(actual, expected, atol: float = ATOL, rtol: float = 0.0) -> None:
     torch.testing.assert_close(torch.as_tensor(actual).float(), torch.as_tensor(expected).float(), atol=atol,
                                rtol=rtol)
@@ -140,7 +110,8 @@ def test_clean_logits_equal_library_eager(name, record_property):
 def test_zero_ablated_head_equals_hook_oracle(name, layer, head):
     case = prepared(name)
     handle, ids, info = case.handle, case.ids, case.handle.info
-    oracle = zeroed_head_oracle(handle, ids, layer, head)
+    with head_replaced(handle, layer, head):
+        oracle = model_output(handle, ids)
     clean = run_model(handle, ids, keep_residuals=True)
     close(clean.logits, case.reference)  # the hook was removed again
     assert (oracle - clean.logits).abs().max() > 1e-3, "zeroing the head should change the output"
@@ -174,7 +145,7 @@ def _captured_inputs(handle: ModelHandle, ids: torch.Tensor, modules: dict[str, 
     registered = [module.register_forward_pre_hook(lambda _m, args, key=key: seen.__setitem__(key, args[0].clone()))
                   for key, module in modules.items() if module is not None]
     try:
-        plain_forward(handle, ids)
+        model_output(handle, ids)
     finally:
         for hook in registered:
             hook.remove()

@@ -33,15 +33,6 @@ class CharTokenizer:
         return "".join(chr(32 + (int(i) - 3) % 61) if int(i) >= 3 else "" for i in ids)
 
 
-def _bert_tokenizer(tmp_vocab: list[str]) -> BertTokenizerFast:
-    import tempfile
-    from pathlib import Path
-
-    folder = Path(tempfile.mkdtemp(prefix="tiny-bert-"))
-    (folder / "vocab.txt").write_text("\n".join(tmp_vocab) + "\n")
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-
-
 def _handle(model: torch.nn.Module, tokenizer, name: str) -> ModelHandle:
     return make_handle(name, model, tokenizer, "random", "cpu")
 
@@ -60,7 +51,7 @@ def tiny_bert(seed: int = 0) -> ModelHandle:
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(_WORDS), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                         num_attention_heads=4, max_position_embeddings=128, attn_implementation="eager")
-    return _handle(BertModel(config, add_pooling_layer=False), _bert_tokenizer(_WORDS), "tiny-bert")
+    return _handle(BertModel(config, add_pooling_layer=False), word_tokenizer(), "tiny-bert")
 
 
 class RoundTripCharTokenizer(CharTokenizer):
@@ -84,12 +75,7 @@ class RoundTripCharTokenizer(CharTokenizer):
 def word_tokenizer(words: list[str] | None = None):
     """A WordPiece tokenizer over ``words`` (default: the tiny BERT words) that knows the words.
 
-    Unlike ``_bert_tokenizer``: with transformers 5 ``BertTokenizerFast(vocab_file=...)`` ignores the file and
-    keeps only the special tokens, so every word becomes [UNK]; this passes the vocabulary itself.
+    The vocabulary is passed itself: with transformers 5 ``BertTokenizerFast(vocab_file=...)`` ignores the file
+    and keeps only the special tokens, so every word would become [UNK].
     """
-    from transformers import BertTokenizerFast
-
-    tokenizer = BertTokenizerFast(vocab={word: index for index, word in enumerate(words or _WORDS)})
-    if len(tokenizer) != len(words or _WORDS):  # older transformers: only the vocab file is read
-        tokenizer = _bert_tokenizer(words or _WORDS)
-    return tokenizer
+    return BertTokenizerFast(vocab={word: index for index, word in enumerate(words or _WORDS)})

@@ -29,7 +29,7 @@ from analysis.runtime.attention import CALL_KEYWORD, CallRecord
 
 ENCODER_TYPES = frozenset({"bert", "roberta", "distilbert", "electra", "xlm-roberta", "camembert", "deberta",
                            "deberta-v2", "albert", "mpnet"})
-_OUTPUT_PROJECTION_NAMES = ("o_proj", "out_proj", "c_proj", "dense", "o")
+_OUTPUT_PROJECTION_NAMES = ("o_proj", "out_proj", "c_proj", "dense", "out_lin", "o")
 _FINAL_NORM_NAMES = ("norm", "final_layer_norm", "ln_f", "norm_f", "final_layernorm", "final_norm")
 _CHECK_TOLERANCE = 1e-4
 
