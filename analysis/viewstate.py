@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from analysis.methods.census import PROBE_LENGTH, SCORE_COLUMNS, LabelThresholds, thresholds_dict
-from analysis.methods.compare import CORRUPTED_IOI_PROMPT
 from analysis.methods.importance import ABLATION_MODES
 from analysis.methods.metrics import METRICS
 from analysis.runtime.models import DEFAULT_MODEL
-from analysis.methods.probes import IOI_PROMPT
+from analysis.methods.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 
 STATE_VERSION = 1
 CENSUS_VIEWS = (*SCORE_COLUMNS, "label")

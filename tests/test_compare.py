@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from analysis.methods.compare import CORRUPTED_IOI_PROMPT, CompareError, align, compare_models, compare_texts, js_distance, \
+from analysis.methods.probes import CORRUPTED_IOI_PROMPT
+from analysis.methods.compare import CompareError, align, compare_models, compare_texts, js_distance, \
     pattern_difference
 from analysis.methods.probes import IOI_PROMPT
 from analysis.runtime.trace import run_trace

@@ -9,7 +9,7 @@ from analysis.methods.ablation_spec import parse_ablation
 from analysis.methods.importance import ABLATION_MODES, ablation_importance, gradient_importance, rank_correlation
 from analysis.runtime.loading import load_model
 from analysis.methods.metrics import METRICS, Metric, resolve_target
-from analysis.methods.probes import IOI_PROMPT
+from analysis.methods.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.runtime.tokens import display_token
 from analysis.runtime.trace import encode_text
 
@@ -42,7 +42,11 @@ def add_importance_arguments(parser: argparse.ArgumentParser) -> None:
 def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ablate``."""
     add_metric_arguments(parser)
-    parser.add_argument("--heads", required=True, help="e.g. 'L3H1,L5H*' or 'L3H1:mean:0.5' (default zero, scale 0)")
+    parser.add_argument("--heads", required=True,
+                        help="e.g. 'L3H1,L5H*', 'L3H1:mean:0.5' or 'L1H5:resample:0' (default zero, scale 0)")
+    parser.add_argument("--second-text", default=CORRUPTED_IOI_PROMPT,
+                        help="text of the same token length that resample heads take their output from "
+                             "(default: the corrupted IOI sentence)")
     parser.add_argument("--gen-tokens", type=int, default=10, help="greedy tokens before/after")
 
 
@@ -79,7 +83,8 @@ def ablate_command(args: argparse.Namespace) -> int:
     """Apply the heads' interventions; print metrics, top-10 before/after, downstream heads, generations."""
     handle, ids, target_id = _setup(args)
     interventions = parse_ablation(args.heads, handle.info.n_layers, handle.info.n_heads)
-    result = ablate(handle, ids, interventions, metric=Metric("loss", args.span, target_id))
+    source_ids = encode_text(handle, args.second_text, args.max_tokens)[0]
+    result = ablate(handle, ids, interventions, metric=Metric("loss", args.span, target_id), source_ids=source_ids)
     print(f"{len(interventions)} heads: {', '.join(f'{e.label} {e.mode} ×{e.scale:g}' for e in interventions)}")
     print("  ".join(f"{name} {value:+.4f}" for name, value in result.metrics.items()))
     if not result.top.empty:
@@ -89,6 +94,6 @@ def ablate_command(args: argparse.Namespace) -> int:
     print(result.downstream.to_string(index=False))
     if handle.info.causal and args.gen_tokens > 0:
         for title, chosen in (("before", []), ("after", interventions)):
-            continuation = handle.tokenizer.decode(greedy_generate(handle, ids, chosen, args.gen_tokens))
+            continuation = handle.tokenizer.decode(greedy_generate(handle, ids, chosen, args.gen_tokens, source_ids))
             print(f"{title}: {continuation!r}")
     return 0

@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from analysis.methods.compare import CORRUPTED_IOI_PROMPT, compare_models, compare_texts
+from analysis.methods.compare import compare_models, compare_texts
 from analysis.heads import parse_heads
 from analysis.runtime.loading import load_model
 from analysis.methods.logit_attribution import attribution_terms, decompose, head_attribution, head_logit_lens
 from analysis.methods.metrics import resolve_target
-from analysis.methods.probes import IOI_PROMPT
+from analysis.methods.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.methods.rollout import flow_edges, mixing_matrices, rollout, token_contributions
 from analysis.runtime.tokens import display_token
 from analysis.runtime.trace import encode_text, run_trace

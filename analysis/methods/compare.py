@@ -13,11 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.heads import heads_frame
-from analysis.heads import head_label
+from analysis.heads import head_label, heads_frame
 from analysis.runtime.trace import Trace
 
-CORRUPTED_IOI_PROMPT = "When Mary and John went to the store, Mary gave a drink to"  # the IOI prompt, subject swapped
 
 
 class CompareError(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 IOI_PROMPT = "When Mary and John went to the store, John gave a drink to"
+CORRUPTED_IOI_PROMPT = "When Mary and John went to the store, Mary gave a drink to"  # the IOI prompt, subject swapped
 
 EXAMPLE_TEXTS: dict[str, str] = {
     "IOI sentence": IOI_PROMPT,
