@@ -21,6 +21,12 @@ def model_summary(info: ModelInfo) -> None:
                            "has its own pattern.")
     columns[4].metric("Parameters", f"{info.n_params / 1e6:.0f} M")
     columns[5].metric("Device", info.device)
+    abilities = [("head edits", info.supports_interventions), ("layer restart", info.supports_restart),
+                 ("head writes", info.supports_head_writes)]
+    st.caption("Runs on its own transformers code (" + info.family + "): " + ", ".join(
+        f"{name} {'✓' if able else '✗'}" for name, able in abilities) + ".")
+    for note in info.notes:
+        st.info(note)
 
 
 def text_summary(trace: Trace) -> None:

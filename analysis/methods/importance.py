@@ -24,8 +24,8 @@ from analysis.runtime.handle import ModelHandle
 from analysis.heads import heads_frame
 from analysis.methods.reference import mean_bases
 from analysis.runtime.interventions import EditBases, HeadIntervention, compile_edits, gate_edits
-from analysis.methods.metrics import Metric, MetricError, last_log_probs, loss_slice, metric_delta, reference, \
-    token_loss, with_default_target
+from analysis.methods.metrics import Metric, MetricError, last_log_probs, last_logits_needed, loss_slice, \
+    metric_delta, reference, token_loss, with_default_target
 
 ABLATION_MODES = ("zero", "mean")
 ROW_BUDGET = 2 ** 26  # logits elements per batched call (256 MB of float32)
@@ -68,8 +68,8 @@ def ablation_importance(handle: ModelHandle, input_ids: torch.Tensor, metric: Me
             heads = range(first, min(first + rows_per_call, info.n_heads))
             edits = compile_edits([[HeadIntervention(layer, h, mode, 0.0)] for h in heads], info.n_layers, info.n_heads,
                                   bases)
-            logits = run_model(handle, input_ids, edits, start_layer=layer,
-                               start_residual=clean.residuals[layer]).logits
+            logits = run_model(handle, input_ids, edits, start_layer=layer, start_residual=clean.residuals[layer],
+                               last_logits=last_logits_needed(metric)).logits
             deltas[layer, heads.start:heads.stop] = metric_delta(logits, input_ids, metric, ref).cpu().numpy()
         if progress is not None:
             progress(layer + 1, info.n_layers)
@@ -89,7 +89,7 @@ def ablation_importance_naive(handle: ModelHandle, input_ids: torch.Tensor, metr
     for layer in range(info.n_layers):
         for head in range(info.n_heads):
             edits = compile_edits([[HeadIntervention(layer, head, mode, 0.0)]], info.n_layers, info.n_heads, bases)
-            logits = run_model(handle, input_ids, edits).logits
+            logits = run_model(handle, input_ids, edits, last_logits=last_logits_needed(metric)).logits
             deltas[layer, head] = float(metric_delta(logits, input_ids, metric, ref)[0])
         if progress is not None:
             progress(layer + 1, info.n_layers)

@@ -87,6 +87,11 @@ def with_default_target(metric: Metric, ref: Reference) -> Metric:
     return metric if metric.target_id is not None else replace(metric, target_id=ref.top_id)
 
 
+def last_logits_needed(metric: Metric) -> int | None:
+    """How many final positions the metric reads (log-prob and KL: the last one); None for all."""
+    return None if metric.name == "loss" else 1
+
+
 def metric_delta(logits: torch.Tensor, input_ids: torch.Tensor, metric: Metric, ref: Reference) -> torch.Tensor:
     """The metric's change per row of ``logits`` [batch, tokens, vocab] relative to the clean ``ref``."""
     if metric.name == "loss":

@@ -49,12 +49,14 @@ def run_model(
     start_layer: int = 0,
     start_residual: torch.Tensor | None = None,
     grad: bool = False,
+    last_logits: int | None = None,
 ) -> ForwardResult:
     """Run ``input_ids`` [1 or batch, tokens] with ``edits`` (one batch row each) on the model's own code.
 
     With ``start_layer`` > 0, ``start_residual`` is the residual stream entering that layer; if the model
     does not allow a restart, the full forward runs instead (same numbers, same layers kept). ``keep_residuals`` also keeps the
-    final stream before the final norm when the model allows a restart.
+    final stream before the final norm when the model allows a restart. ``last_logits`` = n unembeds only
+    the last n positions (a large vocabulary's unembedding can cost more than all the layers).
     """
     check_editable(handle)
     parts = handle.parts
@@ -67,11 +69,13 @@ def run_model(
             residual = start_residual.to(handle.device)
             residual = residual.expand(batch, *residual.shape[1:]) if residual.shape[0] != batch else residual
             final = parts.run_layers(residual, start_layer, record, result.residuals if keep_residuals else None)
-            result.logits, result.final_residual = parts.readout(final), final
+            result.logits = parts.readout(final if last_logits is None else final[:, -last_logits:])
+            result.final_residual = final
         else:
             ids = input_ids.to(handle.device)
             ids = ids.expand(batch, -1) if ids.shape[0] != batch else ids
-            output = handle.model(ids, output_hidden_states=keep_residuals, use_cache=False,
+            keep = {"logits_to_keep": last_logits} if last_logits and parts.causal else {}
+            output = handle.model(ids, output_hidden_states=keep_residuals, use_cache=False, **keep,
                                   **{CALL_KEYWORD: record})
             result.logits = output.logits if parts.causal else output.last_hidden_state
             if keep_residuals:
