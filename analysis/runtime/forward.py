@@ -54,9 +54,10 @@ def run_model(
     """Run ``input_ids`` [1 or batch, tokens] with ``edits`` (one batch row each) on the model's own code.
 
     With ``start_layer`` > 0, ``start_residual`` is the residual stream entering that layer; if the model
-    does not allow a restart, the full forward runs instead (same numbers, same layers kept). ``keep_residuals`` also keeps the
-    final stream before the final norm when the model allows a restart. ``last_logits`` = n unembeds only
-    the last n positions (a large vocabulary's unembedding can cost more than all the layers).
+    does not allow a restart, the full forward runs instead (same numbers, same layers kept).
+    ``keep_residuals`` also keeps the final stream before the final norm when the model allows a restart.
+    ``last_logits`` = n unembeds only the last n positions (a large vocabulary's unembedding can cost more
+    than all the layers).
     """
     check_editable(handle)
     parts = handle.parts
