@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from analysis.runtime.attention import CallRecord
 from analysis.runtime.forward import run_model
 from analysis.runtime.interventions import HeadIntervention, compile_edits
 from analysis.methods.logit_attribution import LogitAttributionUnsupported, attribution_terms, decompose, \
@@ -34,7 +35,8 @@ def test_terms_add_up_to_every_logit_on_a_tiny_model(tiny_llama_handle, position
 
 def test_the_frozen_norm_is_the_final_norm_of_the_clean_run(smollm2, ioi):
     ids, decomposition, _ = ioi
-    final = run_model(smollm2, ids, keep_residuals=True).final_residual[0, -1]
+    last_input = run_model(smollm2, ids, keep_residuals=True).residuals[-1]
+    final = smollm2.parts.run_layers(last_input, smollm2.info.n_layers - 1, CallRecord({}))[0, -1]
     with torch.inference_mode():
         normed = smollm2.parts.final_norm(final).float().numpy()
     np.testing.assert_allclose(decomposition.total, normed, rtol=1e-4, atol=1e-4)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_patterns
 from analysis.runtime.handle import ModelHandle
 from analysis.methods.head_scores import (class_mass, duplicate_token_score, first_token_score, induction_score,
                                   local_mass, mean_distance, normalised_entropy, offset_score)
@@ -85,14 +85,10 @@ def _run(handle: ModelHandle, ids: torch.Tensor) -> tuple[np.ndarray, np.ndarray
 
     Output norms need each head's write (its slice of the output projection); NaN where that is unknown.
     """
-    if not handle.parts.supports_interventions:
-        with torch.inference_mode():
-            output = handle.model(ids.to(handle.device), output_attentions=True)
-        patterns = torch.stack([p[0] for p in output.attentions]).float().cpu().numpy()
-        return patterns, np.full(patterns.shape[:2], np.nan)
-    result = run_model(handle, ids, keep_patterns=True, keep_head_outputs=True)
+    writes_known = handle.parts.supports_head_writes
+    result = run_patterns(handle, ids, keep_head_outputs=writes_known)
     patterns = torch.stack([p[0] for p in result.patterns]).float().cpu().numpy()
-    if not handle.parts.supports_head_writes:
+    if not writes_known:
         return patterns, np.full(patterns.shape[:2], np.nan)
     info = handle.info
     norms = np.zeros((info.n_layers, info.n_heads))

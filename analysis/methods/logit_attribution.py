@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from analysis.heads import head_label, heads_frame
+from analysis.runtime.attention import CallRecord
 from analysis.runtime.forward import run_model
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.tokens import token_strings
@@ -136,8 +137,9 @@ def decompose(handle: ModelHandle, input_ids: torch.Tensor, position: int = -1) 
         raise ValueError(f"Position {position} is outside the text ({n_tokens} tokens).")
     position %= n_tokens
     result = run_model(handle, input_ids, keep_residuals=True, keep_head_outputs=True)
-    with torch.inference_mode():
-        streams = [r[0, position].float() for r in result.residuals] + [result.final_residual[0, position].float()]
+    with torch.inference_mode():  # the stream after the last layer: that layer once more, from its input
+        final_residual = parts.run_layers(result.residuals[-1], parts.n_layers - 1, CallRecord(parts.layer_of))
+        streams = [r[0, position].float() for r in result.residuals] + [final_residual[0, position].float()]
         final = freeze_norm(parts.final_norm, streams[-1])
         heads, biases, mlps = [], [], []
         for layer, z in enumerate(result.head_outputs):
@@ -145,8 +147,8 @@ def decompose(handle: ModelHandle, input_ids: torch.Tensor, position: int = -1) 
             heads.append(writes)
             biases.append(bias)
             mlps.append(streams[layer + 1] - streams[layer] - writes.sum(0) - bias)
-        logits = parts.unembedding(parts.final_norm(result.final_residual[:, position]) if parts.final_norm
-                                   is not None else result.final_residual[:, position])[0]
+        last = final_residual[:, position]
+        logits = parts.unembedding(last if parts.final_norm is None else parts.final_norm(last))[0]
         as_numpy = lambda tensor: final.linear(tensor).cpu().numpy()  # noqa: E731
         return ResidualDecomposition(
             position=position,

@@ -12,7 +12,7 @@ which attention module belongs to which layer by watching one short forward (the
 - each head's slice of the output projection W_O, so a head's write to the residual stream can be read.
 
 Both are checked on a short input at load: the restart must reproduce the full forward, or it is switched off
-and every edited run is a full forward (``ModelParts.note`` says so). A model whose attention does not go
+and every edited run is a full forward (``ModelParts.notes`` says so). A model whose attention does not go
 through transformers' attention interface can still be viewed (patterns from ``output_attentions``) but not
 edited.
 """

@@ -29,13 +29,23 @@ class ForwardResult:
     patterns: list[torch.Tensor] = field(default_factory=list)  # per layer run: [batch, heads, query, key]
     residuals: list[torch.Tensor] = field(default_factory=list)  # the stream entering each layer run
     head_outputs: list[torch.Tensor] = field(default_factory=list)  # per layer run: z [batch, query, heads, hd]
-    final_residual: torch.Tensor | None = None  # the stream after the last layer, before the final norm
 
 
 def check_editable(handle: ModelHandle) -> None:
     """Raise InterventionsUnsupported with the reason unless the model's heads can be edited."""
     if not handle.parts.supports_interventions:
         raise InterventionsUnsupported(" ".join(handle.parts.notes) or f"{handle.info.name} cannot be edited.")
+
+
+def run_patterns(handle: ModelHandle, input_ids: torch.Tensor, keep_head_outputs: bool = False) -> ForwardResult:
+    """Logits and every layer's pattern of any model: through ``run_model`` when its heads can be edited, else
+    from the library's ``output_attentions`` (then without head outputs)."""
+    if handle.parts.supports_interventions:
+        return run_model(handle, input_ids, keep_patterns=True, keep_head_outputs=keep_head_outputs)
+    with torch.inference_mode():
+        output = handle.model(input_ids.to(handle.device), output_attentions=True)
+    logits = output.logits if handle.parts.causal else output.last_hidden_state
+    return ForwardResult(logits=logits, patterns=list(output.attentions))
 
 
 def run_model(
@@ -55,7 +65,6 @@ def run_model(
 
     With ``start_layer`` > 0, ``start_residual`` is the residual stream entering that layer; if the model
     does not allow a restart, the full forward runs instead (same numbers, same layers kept).
-    ``keep_residuals`` also keeps the final stream before the final norm when the model allows a restart.
     ``last_logits`` = n unembeds only the last n positions (a large vocabulary's unembedding can cost more
     than all the layers).
     """
@@ -71,7 +80,6 @@ def run_model(
             residual = residual.expand(batch, *residual.shape[1:]) if residual.shape[0] != batch else residual
             final = parts.run_layers(residual, start_layer, record, result.residuals if keep_residuals else None)
             result.logits = parts.readout(final if last_logits is None else final[:, -last_logits:])
-            result.final_residual = final
         else:
             ids = input_ids.to(handle.device)
             ids = ids.expand(batch, -1) if ids.shape[0] != batch else ids
@@ -81,8 +89,6 @@ def run_model(
             result.logits = output.logits if parts.causal else output.last_hidden_state
             if keep_residuals:
                 result.residuals = list(output.hidden_states[start_layer:parts.n_layers])
-                if parts.supports_restart:
-                    result.final_residual = parts.run_layers(result.residuals[-1], parts.n_layers - 1, record)
     kept = range(start_layer, parts.n_layers)  # the same layers whether or not the model allowed a restart
     result.patterns = [record.patterns[layer] for layer in kept if layer in record.patterns]
     result.head_outputs = [record.head_outputs[layer] for layer in kept if layer in record.head_outputs]

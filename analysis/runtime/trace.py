@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_patterns
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.tokens import display_token, token_strings
 
@@ -77,19 +77,12 @@ def _readonly(array: np.ndarray) -> np.ndarray:
 def run_trace(handle: ModelHandle, text: str, max_tokens: int = DEFAULT_MAX_TOKENS, top_k: int = 10) -> Trace:
     """Tokenize (truncating above ``max_tokens``) and run the model once, keeping all attention patterns."""
     ids, total = encode_text(handle, text, max_tokens)
-    if handle.parts.supports_interventions:
-        result = run_model(handle, ids, keep_patterns=True)
-        logits, patterns = result.logits, result.patterns
-    else:
-        with torch.inference_mode():
-            output = handle.model(ids.to(handle.device), output_attentions=True)
-        logits = getattr(output, "logits", output[0])
-        patterns = list(output.attentions)
-    attentions = torch.stack([p[0] for p in patterns]).float().cpu().numpy()
+    result = run_patterns(handle, ids)
+    attentions = torch.stack([p[0] for p in result.patterns]).float().cpu().numpy()
     top_next: list[Prediction] = []
     token_loss = None
     if handle.info.causal:
-        log_probs = torch.log_softmax(logits[0].float(), dim=-1)
+        log_probs = torch.log_softmax(result.logits[0].float(), dim=-1)
         probs, top_ids = log_probs[-1].exp().topk(top_k)
         top_next = [
             Prediction(s, int(i), float(p))
