@@ -5,22 +5,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.methods.pooling import pool_pattern
+
 THUMBNAIL_CELLS = 16
 LOG_FLOOR = 1e-4
 COLOR_SCALE = "Blues"
-
-
-def _pool(pattern: np.ndarray, size: int) -> np.ndarray:
-    """Average-pool a [Q, K] pattern to at most size × size (block means)."""
-    queries, keys = pattern.shape
-    if queries <= size and keys <= size:
-        return pattern
-    row_bins = np.minimum(np.arange(queries) * size // queries, size - 1)
-    col_bins = np.minimum(np.arange(keys) * size // keys, size - 1)
-    summed = np.zeros((size, size))
-    np.add.at(summed, (row_bins[:, None], col_bins[None, :]), pattern)
-    counts = np.bincount(row_bins, minlength=size)[:, None] * np.bincount(col_bins, minlength=size)[None, :]
-    return summed / np.maximum(counts, 1)
 
 
 def prepare_pattern(pattern: np.ndarray, hide_first: bool, log_color: bool) -> np.ndarray:
@@ -67,7 +56,7 @@ def overview_mosaic(attentions: np.ndarray, hide_first: bool = False, log_color:
     canvas = np.full((n_layers * stride, n_heads * stride), np.nan)
     for layer in range(n_layers):
         for head in range(n_heads):
-            thumb = _pool(prepare_pattern(attentions[layer, head], hide_first, False), cells)
+            thumb = pool_pattern(prepare_pattern(attentions[layer, head], hide_first, False), cells)
             if log_color:
                 thumb = np.log10(np.maximum(thumb, LOG_FLOOR))
                 thumb = (thumb - np.log10(LOG_FLOOR)) / -np.log10(LOG_FLOOR)
