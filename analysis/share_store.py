@@ -1,4 +1,4 @@
-"""Short links and team notes in an embedded database (SQLite by default, PostgreSQL for replicas).
+"""Short links, team notes and job records in an embedded database (SQLite by default, PostgreSQL for replicas).
 
 A shared view is the URL state (``analysis.viewstate``) stored under an unguessable id, with the
 state version and the model's name and revision, so a link stays valid across restarts and
@@ -49,6 +49,28 @@ notes_table = sa.Table(
     sa.Column("label", sa.String(MAX_LABEL_CHARS), nullable=False),
     sa.Column("author", sa.String(MAX_NAME_CHARS), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+)
+# Background jobs (dataset sweeps, exact all-heads ablation); records are read and written by analysis.jobs.records.
+jobs_table = sa.Table(
+    "atlas_jobs", _metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("model", sa.String(400), nullable=False),
+    sa.Column("params_key", sa.String(64), nullable=False, index=True),
+    sa.Column("params_json", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("done", sa.Float, nullable=False),
+    sa.Column("total", sa.Float, nullable=False),
+    sa.Column("detail", sa.String(200), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("runner", sa.String(200), nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("heartbeat_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("row_errors_json", sa.Text),
+    sa.Column("result", sa.LargeBinary),
 )
 
 # Field renames between state versions: MIGRATIONS[v] turns a version-v state into version v + 1.

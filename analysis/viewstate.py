@@ -14,12 +14,16 @@ from typing import Any, Mapping
 from analysis.methods.census import PROBE_LENGTH, SCORE_COLUMNS, LabelThresholds, thresholds_dict
 from analysis.methods.importance import ABLATION_MODES
 from analysis.methods.metrics import METRICS
+from analysis.methods.patching_metric import PATCHING_METRICS
+from analysis.methods.patching_runs import DIRECTIONS
 from analysis.runtime.models import DEFAULT_MODEL
 from analysis.methods.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
+from analysis.datasets.generators import GENERATORS, MAX_GENERATED_ROWS
+from analysis.jobs.kinds import KINDS
 
 STATE_VERSION = 1
 CENSUS_VIEWS = (*SCORE_COLUMNS, "label")
-MAX_TEXT_CHARS = 20_000
+MAX_TEXT_CHARS = 40_000  # ~4,096 tokens of English with room to spare
 MAX_URL_TEXT_CHARS = 1_500  # longer texts travel only through short links
 
 
@@ -44,13 +48,17 @@ def _fields(*fields: StateField) -> dict[str, StateField]:
 FIELDS: dict[str, StateField] = _fields(
     StateField("model", "str", os.environ.get("ATLAS_DEFAULT_MODEL", DEFAULT_MODEL), help="model name"),
     StateField("text", "str", IOI_PROMPT, max_chars=MAX_TEXT_CHARS, help="the text analysed"),
-    StateField("max_tokens", "int", 256, 2, 1024, help="token cap"),
+    StateField("max_tokens", "int", 256, 2, 4096, help="token cap"),
     StateField("layer", "int", 0, 0, 10_000, help="selected layer (zero-based)"),
     StateField("head", "int", 0, 0, 10_000, help="selected head (zero-based)"),
     StateField("token", "int", -1, -1, 100_000, help="selected token position (-1 = last)"),
     StateField("hide_first", "bool", False, help="hide the first token in head views"),
     StateField("log_color", "bool", False, help="logarithmic colour scale"),
     StateField("side_by_side", "bool", False, help="show all heads of the layer"),
+    StateField("zoom_query", "int", -1, -1, 100_000,
+               help="head view of a long text: first query row of the full-resolution window (-1 = the last rows)"),
+    StateField("zoom_key", "int", -1, -1, 100_000,
+               help="head view of a long text: first key column of the window (-1 = on the diagonal)"),
     StateField("token_direction", "str", "from", choices=("from", "to"),
                help="token view: where the token looks (from) or who looks at it (to)"),
     StateField("token_per_head", "bool", False, help="token view: one row per head instead of per layer"),
@@ -73,7 +81,8 @@ FIELDS: dict[str, StateField] = _fields(
     StateField("flow_layer", "int", -1, -1, 10_000, help="flow: rollout after this layer (-1 = last)"),
     StateField("flow_token", "int", -1, -1, 100_000, help="flow: output token position (-1 = last)"),
     StateField("flow_heads", "str", "", max_chars=400, help="flow: only these heads, e.g. L12H3, L14H* (empty = all)"),
-    StateField("flow_sink", "bool", False, help="flow: treat attention to the first token as a no-op"),
+    StateField("flow_sink", "bool", None,
+               help="flow: treat attention to the first token as a no-op (unset: on for causal models)"),
     StateField("flow_threshold", "float", 0.02, 0.001, 1.0, help="flow: smallest edge weight drawn"),
     StateField("flow_all_edges", "bool", False, help="flow: draw all attention edges, not only the output token's flow"),
     StateField("dla_target", "str", "", max_chars=100, help="writes: target token of the DLA grid (empty = top prediction)"),
@@ -81,6 +90,23 @@ FIELDS: dict[str, StateField] = _fields(
     StateField("compare_text", "str", CORRUPTED_IOI_PROMPT, max_chars=MAX_URL_TEXT_CHARS,
                help="compare: the second text"),
     StateField("compare_model", "str", "", max_chars=200, help="compare: a second model on the same text (empty = second text)"),
+    # activation patching (clean prompt = text, corrupted prompt = compare_text)
+    StateField("patch_metric", "str", "logit_diff", choices=tuple(PATCHING_METRICS), help="patching: metric"),
+    StateField("patch_direction", "str", "denoise", choices=tuple(DIRECTIONS), help="patching: denoise or noise"),
+    StateField("patch_target", "str", "", max_chars=100, help="patching: target token (empty = clean top prediction)"),
+    StateField("patch_distractor", "str", "", max_chars=100,
+               help="patching: distractor token (empty = corrupted top prediction)"),
+    StateField("patch_heads", "str", "", max_chars=400, help="patching: heads patched position by position"),
+    StateField("patch_residual", "bool", False, help="patching: compute the residual-stream grid"),
+    # datasets and background jobs
+    StateField("job", "str", "", max_chars=16, help="a background job whose result is shown (its id)"),
+    StateField("ds_source", "str", "ioi", choices=(*GENERATORS, "upload"), help="datasets: where the rows come from"),
+    StateField("ds_n", "int", 20, 1, MAX_GENERATED_ROWS, help="datasets: rows to generate"),
+    StateField("ds_seed", "int", 0, 0, 2**31 - 1, help="datasets: seed of the generator (first seed for probes)"),
+    StateField("ds_length", "int", 25, 2, 200, help="datasets: random tokens per repeat of a probe"),
+    StateField("sweep", "str", "census", choices=tuple(KINDS), help="datasets: what a sweep computes per row"),
+    StateField("sweep_value", "str", "", max_chars=40, help="datasets: the value shown (empty = the kind's first)"),
+    StateField("sweep_row", "int", -1, -1, 100_000, help="datasets: the selected row of a sweep (-1 = none)"),
 )
 
 

@@ -8,13 +8,13 @@ from analysis.methods.compare import compare_texts
 from analysis.runtime.loading import load_model
 from analysis.methods.logit_attribution import attribution_terms, decompose
 from analysis.methods.probes import IOI_PROMPT, repeated_random_text
-from analysis.methods.rollout import flow_edges, mixing_matrices, rollout
+from analysis.methods.rollout import trace_flow
 from analysis.runtime.trace import encode_text, run_trace
 from bench.common import best_of, machine, table
 
 
 def main() -> None:
-    """Print each step's time next to one trace (forward keeping all attentions) of the same text."""
+    """Print each step's time next to one trace of the same text."""
     handle = load_model("smollm2-135m")
     rows = []
     for label, text in (("IOI prompt", IOI_PROMPT), ("256-token text", repeated_random_text(handle.tokenizer, 128))):
@@ -24,9 +24,9 @@ def main() -> None:
         decomposition = decompose(handle, ids)
         target = int(decomposition.logits.argmax())
         steps = {
-            "rollout (all layers)": lambda: rollout(trace.attentions),
-            "flow edges to the last token": lambda: flow_edges(mixing_matrices(trace.attentions), 0.02,
-                                                               trace.n_tokens - 1),
+            "rollout rows, masses and flow edges to the last token (all layers)": lambda: trace_flow(
+                trace.layer_patterns, trace.n_heads, trace.n_layers - 1, trace.n_tokens - 1, range(trace.n_tokens),
+                threshold=0.02),
             "DLA decomposition (forward + split)": lambda: decompose(handle, ids),
             "DLA terms for one target": lambda: attribution_terms(handle, decomposition, target),
             "compare two texts (270 heads)": lambda: compare_texts(trace, trace),

@@ -61,8 +61,8 @@ def trace_and_overview_times() -> list[list[object]]:
         trace = run_trace(handle, text, max_tokens=256)
         seconds = best_of(lambda: run_trace(handle, text, max_tokens=256), repeats=3)
         rows.append([f"trace, {label} ({trace.n_tokens} tokens)", f"{seconds:.3f} s"])
-        figure_seconds = best_of(lambda: overview_mosaic(trace.attentions).to_json(), repeats=3)
-        size = len(overview_mosaic(trace.attentions).to_json())
+        figure_seconds = best_of(lambda: overview_mosaic(trace.thumbnails).to_json(), repeats=3)
+        size = len(overview_mosaic(trace.thumbnails).to_json())
         rows.append([f"overview figure build + JSON, {label}", f"{figure_seconds:.3f} s ({size / 1e6:.2f} MB)"])
     return rows
 

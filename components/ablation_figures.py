@@ -13,25 +13,29 @@ from components.attention_figures import layer_head_axes
 BEFORE, AFTER = "#9aa5b1", "#d6336c"
 
 
-def _grid_axes(figure: go.Figure, n_layers: int, n_heads: int) -> go.Figure:
+def grid_layout(figure: go.Figure, n_layers: int, n_heads: int, title: str) -> go.Figure:
+    """Axes, size and title of a layer × head grid: the title on its own line above the H0… column labels."""
     layer_head_axes(figure, n_layers, n_heads)
-    figure.update_layout(height=max(300, 20 * n_layers + 80), margin={"l": 40, "r": 10, "t": 60, "b": 10},
-                         plot_bgcolor="white", dragmode=False)
+    figure.update_layout(height=max(300, 20 * n_layers + 100), margin={"l": 40, "r": 10, "t": 80, "b": 10},
+                         plot_bgcolor="white", dragmode=False,
+                         title={"text": title, "font": {"size": 14}, "x": 0, "xref": "paper", "xanchor": "left",
+                                "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}})
     return figure
 
 
-def importance_grid(frame: pd.DataFrame, column: str, title: str, signed: bool) -> go.Figure:
+def importance_grid(frame: pd.DataFrame, column: str, title: str, signed: bool,
+                    colorbar_title: str | None = None) -> go.Figure:
     """A layer × head heatmap of one value column; signed values get a diverging scale centred on 0."""
     n_layers, n_heads = int(frame["layer"].max()) + 1, int(frame["head_index"].max()) + 1
     values = frame[column].to_numpy().reshape(n_layers, n_heads)
-    bound = float(np.nanmax(np.abs(values))) or 1.0
+    bound = float(np.nanmax(np.abs(values), initial=0.0)) or 1.0  # all NaN (a score undefined everywhere): 1
     figure = go.Figure(go.Heatmap(
         z=values, x=list(range(n_heads)), y=list(range(n_layers)), hoverinfo="skip",
         colorscale="RdBu_r" if signed else "Viridis", zmid=0 if signed else None,
-        zmin=-bound if signed else 0, zmax=bound, colorbar={"title": column, "thickness": 12},
+        zmin=-bound if signed else 0, zmax=bound,
+        colorbar={"title": colorbar_title or column, "thickness": 12},
     ))
-    figure.update_layout(title={"text": title, "font": {"size": 14}})
-    return _grid_axes(figure, n_layers, n_heads)
+    return grid_layout(figure, n_layers, n_heads, title)
 
 
 def hover_values(frame: pd.DataFrame, column: str) -> list[str]:
@@ -48,43 +52,47 @@ def selection_grid(n_layers: int, n_heads: int, selection: list[HeadIntervention
         z=scales, x=list(range(n_heads)), y=list(range(n_layers)), hoverinfo="skip", zmin=0, zmax=2, zmid=1,
         colorscale="RdBu", xgap=1, ygap=1, colorbar={"title": "scale", "thickness": 12},
     ))
-    figure.update_layout(title={"text": "Selected heads (click to add or remove)", "font": {"size": 14}})
-    figure = _grid_axes(figure, n_layers, n_heads)
+    figure = grid_layout(figure, n_layers, n_heads, "Selected heads")
     figure.update_layout(plot_bgcolor="#f4f5f7")
     return figure
 
 
-def paired_bars(top: pd.DataFrame, k: int = 10) -> go.Figure:
-    """Next-token probabilities before vs after for the k tokens most likely in either run."""
-    shown = top.head(k).iloc[::-1]
+def paired_bars(top: pd.DataFrame, k: int = 10, clean_only: bool = False) -> go.Figure:
+    """Next-token probabilities before vs after for the k tokens most likely in either run (only the clean
+    run's bars when nothing is edited)."""
+    shown = top.sort_values("before", ascending=False).head(k) if clean_only else top.head(k)
+    shown = shown.iloc[::-1]
     labels = [f"{display_token(token)} " for token in shown["token"]]
-    figure = go.Figure([
-        go.Bar(y=labels, x=shown["before"], orientation="h", name="before (clean)", marker_color=BEFORE,
-               hovertemplate="%{y}: %{x:.4f}<extra>before</extra>"),
-        go.Bar(y=labels, x=shown["after"], orientation="h", name="after (ablated)", marker_color=AFTER,
-               hovertemplate="%{y}: %{x:.4f}<extra>after</extra>"),
-    ])
-    figure.update_layout(barmode="group", height=80 + 34 * len(shown), title="Next-token probability",
-                         xaxis={"title": "probability", "rangemode": "tozero"},
-                         legend={"orientation": "h", "y": -0.15}, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    bars = [go.Bar(y=labels, x=shown["before"], orientation="h", name="clean", marker_color=BEFORE,
+                   hovertemplate="%{y}: %{x:.4f}<extra>clean</extra>")]
+    if not clean_only:
+        bars[0].name = "before (clean)"
+        bars.append(go.Bar(y=labels, x=shown["after"], orientation="h", name="after (ablated)", marker_color=AFTER,
+                           hovertemplate="%{y}: %{x:.4f}<extra>after</extra>"))
+    figure = go.Figure(bars)
+    figure.update_layout(barmode="group", height=80 + (34 if len(bars) > 1 else 24) * len(shown),
+                         title="Next-token probability", xaxis={"title": "probability", "rangemode": "tozero"},
+                         legend={"orientation": "h", "y": -0.15}, showlegend=len(bars) > 1,
+                         margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return figure
 
 
-def loss_curve(tokens: list[str], before: np.ndarray, after: np.ndarray) -> go.Figure:
-    """Loss of each predicted token (positions 1…n-1) before and after."""
+def loss_curve(tokens: list[str], before: np.ndarray, after: np.ndarray | None) -> go.Figure:
+    """Loss of each predicted token (positions 1…n-1) before and after (only the clean loss if ``after`` is None)."""
     positions = list(range(1, len(tokens)))
     labels = [f"{position}: {display_token(tokens[position])}" for position in positions]
-    figure = go.Figure([
-        go.Scatter(x=positions, y=before, name="before (clean)", mode="lines+markers", line={"color": BEFORE},
-                   text=labels, hovertemplate="%{text}<br>loss %{y:.3f}<extra>before</extra>"),
-        go.Scatter(x=positions, y=after, name="after (ablated)", mode="lines+markers", line={"color": AFTER},
-                   text=labels, hovertemplate="%{text}<br>loss %{y:.3f}<extra>after</extra>"),
-    ])
+    runs = [("before (clean)" if after is not None else "clean", before, BEFORE)]
+    if after is not None:
+        runs.append(("after (ablated)", after, AFTER))
+    figure = go.Figure([go.Scatter(x=positions, y=values, name=name, mode="lines+markers", line={"color": color},
+                                   text=labels, hovertemplate=f"%{{text}}<br>loss %{{y:.3f}}<extra>{name}</extra>")
+                        for name, values, color in runs])
     step = max(1, len(positions) // 30)
     figure.update_xaxes(tickvals=positions[::step], ticktext=[display_token(tokens[p]) for p in positions[::step]],
                         tickangle=-60)
     figure.update_layout(title="Loss of each token (nats)", height=360, yaxis={"title": "loss", "rangemode": "tozero"},
-                         legend={"orientation": "h", "y": 1.12}, margin={"l": 10, "r": 10, "t": 60, "b": 10})
+                         legend={"orientation": "h", "y": 1.12}, showlegend=len(runs) > 1,
+                         margin={"l": 10, "r": 10, "t": 60, "b": 10})
     return figure
 
 

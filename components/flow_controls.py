@@ -1,8 +1,8 @@
-"""Widgets shared by the flow, head-writes and compare pages: a token position, a layer, a heads box,
-and a head picker that follows clicks made further down the same page.
+"""Widgets shared by the token-view, flow, head-writes and compare pages: a token position, a layer, a heads
+box, the sink switch, and selecting a head clicked further down the same page.
 
-Each is bound to a URL field; a value from a link that does not fit this model or text is replaced
-by the default with a warning saying so.
+Each is bound to a URL field. A value that does not fit this model or text (from a link, or left over from
+a longer text) is replaced by the default, and a message next to the picker says so.
 """
 from __future__ import annotations
 
@@ -10,17 +10,14 @@ import streamlit as st
 
 from analysis.runtime.handle import ModelInfo
 from analysis.heads import HeadSpecError, parse_heads
-from components.head_picker import head_picker
 from components.state import bind, update_state
-
-_PENDING_HEAD = "flow_pending_head"
 
 
 def _clamp(state: dict, field: str, size: int, what: str) -> int:
-    """The field's index in 0..size-1 (-1 = the last); an out-of-range link value falls back to the last."""
+    """The field's index in 0..size-1 (-1 = the last); a value past the end falls back to the last, visibly."""
     value = int(state[field])
     if value >= size:
-        st.warning(f"The link's {what} {value} does not exist here (0–{size - 1}); showing the last one.")
+        st.warning(f"The {what} {value} does not exist here (0–{size - 1}); showing the last one.")
         update_state(**{field: -1})
         value = -1
     return value % size
@@ -58,20 +55,17 @@ def heads_box(state: dict, field: str, info: ModelInfo) -> tuple[tuple[int, int]
     return tuple(heads) or None
 
 
+def sink_toggle(state: dict, info: ModelInfo) -> bool:
+    """The "Exclude sink" switch; unless the link says otherwise it is on for causal models, whose rollout
+    otherwise piles up on the first token. Returns whether the sink is excluded."""
+    exclude = info.causal if state["flow_sink"] is None else bool(state["flow_sink"])
+    bind(st.toggle, "flow_sink", "Exclude sink", value=exclude,
+         help="Treat attention to the first token as a no-op: it is removed (not redistributed), so that mass "
+              "stays in the residual. On by default for causal models, where most heads park attention there.")
+    return exclude
+
+
 def select_head(layer: int, head: int) -> None:
-    """Select a head clicked on this page and rerun; ``synced_head_picker`` then shows it.
-
-    The picker's select boxes keep their browser-side value when only the state changes (their identity
-    is their key), so the new value is written to their widget keys before they are drawn again.
-    """
+    """Select a head clicked on this page and rerun; the head picker then shows it."""
     update_state(layer=layer, head=head)
-    st.session_state[_PENDING_HEAD] = (layer, head)
     st.rerun()
-
-
-def synced_head_picker(info: ModelInfo, state: dict) -> tuple[int, int]:
-    """``head_picker`` that also shows a head chosen with ``select_head`` in the previous run."""
-    pending = st.session_state.pop(_PENDING_HEAD, None)
-    if pending is not None:  # the widget keys of components.state.bind
-        st.session_state["w_layer"], st.session_state["w_head"] = pending
-    return head_picker(info, state)

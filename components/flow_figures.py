@@ -16,6 +16,7 @@ ATTENTION_COLOR = "rgba(31, 119, 180, {alpha:.2f})"
 RESIDUAL_COLOR = "rgba(150, 150, 150, {alpha:.2f})"
 OUTPUT_COLOR = "crimson"
 WIDTH_CLASSES = (0.5, 1.5, 3.0, 5.0, 8.0)
+FULL_GRID_TOKENS = 256  # longer texts draw only the streams an edge touches
 
 
 def contribution_strip(shares: np.ndarray, tokens: list[str], position: int, title: str) -> go.Figure:
@@ -36,6 +37,17 @@ def _edge_trace(edges: pd.DataFrame, width: float, color: str, name: str) -> go.
     ys = np.column_stack([edges["layer"], edges["layer"] + 1, np.full(len(edges), np.nan)]).ravel()
     return go.Scatter(x=xs, y=ys, mode="lines", line={"width": width, "color": color}, hoverinfo="skip",
                       showlegend=False, name=name)
+
+
+def _nodes(edges: pd.DataFrame, n_layers: int, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """(layer, token) of the nodes drawn: every stream of a short text; of a long one only the streams an
+    edge touches, so the figure stays small at thousands of tokens."""
+    if n_tokens <= FULL_GRID_TOKENS:
+        layers, positions = np.meshgrid(np.arange(n_layers + 1), np.arange(n_tokens), indexing="ij")
+        return layers.ravel(), positions.ravel()
+    ends = pd.concat([pd.DataFrame({"layer": edges["layer"], "token": edges["source"]}),
+                      pd.DataFrame({"layer": edges["layer"] + 1, "token": edges["target"]})]).drop_duplicates()
+    return ends["layer"].to_numpy(), ends["token"].to_numpy()
 
 
 def flow_graph(edges: pd.DataFrame, tokens: list[str], n_layers: int, position: int | None,
@@ -59,14 +71,15 @@ def flow_graph(edges: pd.DataFrame, tokens: list[str], n_layers: int, position: 
         if len(chosen):
             alpha = 0.35 + 0.65 * (index + 1) / len(WIDTH_CLASSES)
             figure.add_trace(_edge_trace(chosen, width, ATTENTION_COLOR.format(alpha=alpha), "attention"))
-    layers, positions = np.meshgrid(np.arange(n_layers + 1), np.arange(n_tokens), indexing="ij")
+    layers, positions = _nodes(edges, n_layers, n_tokens)
     share = masses if masses is not None else np.zeros((n_layers + 1, n_tokens))
     hover = [f"{'output' if layer == n_layers else f'L{layer} input'} · {tokens[token]} ({token})"
              + (f"<br>share {share[layer, token]:.3f}" if masses is not None else "")
-             for layer, token in zip(layers.ravel(), positions.ravel())]
+             for layer, token in zip(layers, positions)]
     figure.add_trace(go.Scatter(
-        x=positions.ravel(), y=layers.ravel(), mode="markers", text=hover, hovertemplate="%{text}<extra></extra>",
-        marker={"size": 3 + 12 * np.sqrt(share.ravel()), "color": "#34495e"}, showlegend=False, name="streams",
+        x=positions, y=layers, mode="markers", text=hover, hovertemplate="%{text}<extra></extra>",
+        marker={"size": 3 + 12 * np.sqrt(share[layers, positions]), "color": "#34495e"}, showlegend=False,
+        name="streams",
     ))
     if position is not None:
         figure.add_trace(go.Scatter(x=[position], y=[n_layers], mode="markers", hoverinfo="skip", showlegend=False,

@@ -1,32 +1,48 @@
 """The ablation lab's head selection, held in the URL's ``ablate`` field.
 
-Widgets: a heads box ("L12H3, L14H*"), a clickable layer × head grid, a mode and a 0–2 slider per
-selected head, and presets (census induction or sink heads, a whole layer, seeded random heads).
+Widgets: a heads box ("L12H3, L14H*"), a clickable layer × head grid, and per selected head one
+intervention read as a single idea — what its output moves toward (nothing: scaled; its mean; the second
+text's output) and how much of its own output it keeps (0 replaced … 1 unchanged … 2 doubled), with the
+result in words ("removed", "×1.50", "replaced by its mean"). Presets are in ``components.lab_presets``.
 Other pages add heads with ``add_head``.
 """
 from __future__ import annotations
 
-from typing import Callable
-
-import pandas as pd
 import streamlit as st
 
-from analysis.methods.ablation_spec import PRESETS, format_ablation, parse_ablation, preset_heads
-from analysis.runtime.handle import ModelInfo
 from analysis.heads import HeadSpecError
-from analysis.runtime.interventions import MODES, HeadIntervention
+from analysis.methods.ablation_spec import format_ablation, parse_ablation
+from analysis.runtime.handle import ModelInfo
+from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.trace import Trace
 from components.ablation_figures import selection_grid
-from components.head_picker import add_head_click_layer, head_grid
 from components.cache import cached_trace
+from components.head_picker import add_head_click_layer, head_grid
 from components.state import bind, get_state, update_state
 
-HEAD_WIDGETS = "w_lab_"  # per-head widgets, recreated whenever the selection changes elsewhere
+HEAD_WIDGETS = "w_lab_"  # per-head widgets; they show the selection again whenever it changes elsewhere
+_STALE = "lab_widgets_stale"
 _BOX_ERROR = "lab_heads_error"
-_PRESET_MESSAGE = "lab_preset_message"
-MODE_HELP = ("zero / scale: the head's output times the scale (0 removes it). mean: the head's reference mean "
-             "output (over a fixed set of texts) plus scale × the deviation from it (0 = mean-ablation). resample: "
-             "the head's output on the second text (same token length) plus scale × the deviation (0 = swapped).")
+TOWARD = {"zero": "scale", "mean": "→ mean", "resample": "→ 2nd text"}  # "scale" edits show as zero
+TOWARD_HELP = ("What the head's output moves toward. scale: nothing, the output is multiplied (0 removes the head). "
+               "→ mean: its reference mean output over a fixed set of texts (0 = mean-ablation). → 2nd text: its "
+               "output at the same position on the second text, of the same token length (0 = resampled).")
+KEEP_HELP = "How much of the head's own output is kept: 0 = fully replaced, 1 = unchanged, 2 = its deviation doubled."
+_TARGETS = {"mean": "its mean", "resample": "the 2nd text"}
+
+
+def effect(edit: HeadIntervention) -> str:
+    """What an intervention does to the head, in words ("removed", "×1.50", "replaced by its mean", …)."""
+    scale, target = edit.scale, _TARGETS.get(edit.mode)
+    if scale == 1:
+        return "unchanged"
+    if target is None:
+        return "removed" if scale == 0 else f"×{scale:.2f}"
+    if scale == 0:
+        return f"replaced by {target}"
+    if scale < 1:
+        return f"{1 - scale:.0%} of the way to {target}"
+    return f"×{scale:.2f} away from {target}"
 
 
 def read_selection(info: ModelInfo) -> tuple[list[HeadIntervention], str | None]:
@@ -39,10 +55,9 @@ def read_selection(info: ModelInfo) -> tuple[list[HeadIntervention], str | None]
 
 
 def write_selection(selection: list[HeadIntervention]) -> None:
-    """Store a new selection and reset the per-head widgets so they show it."""
+    """Store a new selection; the per-head widgets show it when they are drawn next."""
     update_state(ablate=format_ablation(selection))
-    for key in [key for key in st.session_state if str(key).startswith(HEAD_WIDGETS)]:
-        del st.session_state[key]
+    st.session_state[_STALE] = True
 
 
 def add_head(info: ModelInfo, layer: int, head: int, mode: str = "zero") -> int:
@@ -80,13 +95,20 @@ def heads_box(info: ModelInfo, selection: list[HeadIntervention], link_error: st
 def selection_picker(info: ModelInfo, selection: list[HeadIntervention]) -> None:
     """The clickable grid: a click adds a head (removed) or takes a selected head out."""
     figure = add_head_click_layer(selection_grid(info.n_layers, info.n_heads, selection), info.n_layers,
-                                  info.n_heads, marker_size=14)
+                                  info.n_heads, marker_size=14, click_action="click to add or remove it")
     clicked = head_grid(figure, key="lab_grid")
+    st.caption("Click a cell to add that head (removed) or to take it out.")
     if clicked is None:
         return
     remaining = [edit for edit in selection if (edit.layer, edit.head) != clicked]
     write_selection(remaining if len(remaining) < len(selection) else [*selection, HeadIntervention(*clicked)])
     st.rerun()
+
+
+def _seed(key: str, value) -> None:
+    """Give a per-head widget the selection's value when it is new or the selection changed elsewhere."""
+    if st.session_state.get(_STALE) or key not in st.session_state:
+        st.session_state[key] = value
 
 
 def _set_head(info: ModelInfo, label: str) -> None:
@@ -102,62 +124,39 @@ def _remove_head(info: ModelInfo, label: str) -> None:
 
 
 def _set_all(info: ModelInfo) -> None:
-    mode, scale = st.session_state["lab_all_mode"], st.session_state["lab_all_scale"]
+    mode, scale = st.session_state[f"{HEAD_WIDGETS}mode_all"], st.session_state[f"{HEAD_WIDGETS}scale_all"]
     write_selection([HeadIntervention(edit.layer, edit.head, mode, scale) for edit in read_selection(info)[0]])
 
 
+def _intervention_row(name: str, note: str, key: str, edit: HeadIntervention, on_change, args: tuple) -> list:
+    """One intervention on two lines: the name with the effect in words (and room for a button), then what the
+    output moves toward and how much of it is kept. Returns the first line's columns."""
+    top = st.columns([6, 1], vertical_alignment="center")
+    top[0].markdown(f"**{name}** · :small[{note}]")
+    _seed(f"{HEAD_WIDGETS}mode_{key}", "zero" if edit.mode == "scale" else edit.mode)
+    _seed(f"{HEAD_WIDGETS}scale_{key}", float(edit.scale))
+    controls = st.columns([1.2, 2], vertical_alignment="center")
+    controls[0].selectbox(f"Toward ({name})", list(TOWARD), format_func=TOWARD.get, key=f"{HEAD_WIDGETS}mode_{key}",
+                          on_change=on_change, args=args, label_visibility="collapsed", help=TOWARD_HELP)
+    controls[1].slider(f"Kept ({name})", 0.0, 2.0, step=0.05, key=f"{HEAD_WIDGETS}scale_{key}", on_change=on_change,
+                       args=args, label_visibility="collapsed", help=KEEP_HELP)
+    return top
+
+
 def head_sliders(info: ModelInfo, selection: list[HeadIntervention]) -> None:
-    """Per selected head: mode, scale slider 0–2, remove; plus one row setting every head at once."""
+    """Per selected head one intervention (and ✕ to take it out); with several heads, first one that sets every
+    head at once as soon as it changes."""
     if len(selection) > 1:
-        row = st.columns([1.2, 1.5, 4, 0.6], vertical_alignment="bottom")
-        row[0].markdown("**All heads**")
-        row[1].selectbox("Mode", MODES, key="lab_all_mode", label_visibility="collapsed")
-        row[2].slider("Scale of every head", 0.0, 2.0, 0.0, 0.05, key="lab_all_scale", label_visibility="collapsed")
-        row[3].button("Set", key="lab_all_set", on_click=_set_all, args=(info,),
-                      help="Give every selected head this mode and scale.")
-    box = st.container(height=360) if len(selection) > 8 else st.container()
-    for edit in selection:
-        label = edit.label
-        row = box.columns([1.2, 1.5, 4, 0.6], vertical_alignment="bottom")
-        row[0].markdown(f"**{label}**")
-        row[1].selectbox(f"Mode of {label}", MODES, index=MODES.index(edit.mode), key=f"{HEAD_WIDGETS}mode_{label}",
-                         on_change=_set_head, args=(info, label), label_visibility="collapsed", help=MODE_HELP)
-        row[2].slider(f"Scale of {label}", 0.0, 2.0, float(edit.scale), 0.05, key=f"{HEAD_WIDGETS}scale_{label}",
-                      on_change=_set_head, args=(info, label), label_visibility="collapsed",
-                      help="0 removes the head, 1 leaves it unchanged, 2 doubles what it writes.")
-        row[3].button("✕", key=f"{HEAD_WIDGETS}remove_{label}", on_click=_remove_head, args=(info, label),
-                      help=f"Take {label} out of the selection.")
-
-
-def _apply_preset(info: ModelInfo, census: Callable[[], pd.DataFrame | None]) -> None:
-    preset = st.session_state["lab_preset"]
-    try:
-        table = census() if preset in ("induction", "sink") else None
-        heads = preset_heads(preset, table, info.n_layers, info.n_heads, k=int(st.session_state["lab_preset_k"]),
-                             layer=int(st.session_state["lab_preset_layer"]),
-                             seed=int(st.session_state["lab_preset_seed"]))
-    except HeadSpecError as error:
-        st.session_state[_PRESET_MESSAGE] = str(error)
-        return
-    if not heads:
-        st.session_state[_PRESET_MESSAGE] = (f"The preset '{PRESETS[preset]}' found no heads in this model; "
-                                             "the selection was not changed.")
-        return
-    st.session_state.pop(_PRESET_MESSAGE, None)
-    write_selection([HeadIntervention(layer, head) for layer, head in heads])
-
-
-def presets(info: ModelInfo, census: Callable[[], pd.DataFrame | None]) -> None:
-    """Preset choice with its k / layer / seed and an Apply button (replaces the selection)."""
-    row = st.columns([3, 1, 1, 1, 1], vertical_alignment="bottom")
-    row[0].selectbox("Preset", list(PRESETS), format_func=PRESETS.get, key="lab_preset")
-    row[1].number_input("k", 1, info.n_layers * info.n_heads, 5, key="lab_preset_k")
-    row[2].number_input("layer", 0, info.n_layers - 1, 0, key="lab_preset_layer")
-    row[3].number_input("seed", 0, 10_000, 0, key="lab_preset_seed")
-    row[4].button("Apply", key="lab_preset_apply", on_click=_apply_preset, args=(info, census),
-                  help="Replace the selection with the preset's heads (removed: zero, scale 0).")
-    if st.session_state.get(_PRESET_MESSAGE):
-        st.warning(st.session_state.pop(_PRESET_MESSAGE))
+        same = len({(edit.mode, edit.scale) for edit in selection}) == 1
+        common = selection[0] if same else HeadIntervention(0, 0)
+        _intervention_row("All heads", effect(common) if same else "set every head", "all", common, _set_all, (info,))
+    with st.container(height=420) if len(selection) > 5 else st.container():
+        for edit in selection:
+            label = edit.label
+            top = _intervention_row(label, effect(edit), label, edit, _set_head, (info, label))
+            top[1].button("✕", key=f"{HEAD_WIDGETS}remove_{label}", on_click=_remove_head, args=(info, label),
+                          type="tertiary", help=f"Take {label} out of the selection.")
+    st.session_state[_STALE] = False
 
 
 def resample_source(selection: list[HeadIntervention], trace: Trace, state: dict) -> str:

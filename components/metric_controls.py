@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis.runtime.handle import ModelHandle
+from analysis.methods.importance import ABLATION_MODES
 from analysis.methods.metrics import METRICS, MetricError, loss_slice, resolve_target
 from analysis.runtime.trace import Trace
 from components.ablation_cache import MetricKey
@@ -19,6 +20,14 @@ def metric_choice(state: dict) -> str:
     bind(st.radio, "metric", "Metric", options=list(METRICS), index=list(METRICS).index(state["metric"]),
          format_func=METRICS.get, horizontal=True, help=METRIC_HELP)
     return state["metric"]
+
+
+def ablation_mode_choice(state: dict) -> str:
+    """A radio for the ablation mode (zero or the reference mean); returns it."""
+    bind(st.radio, "method", "Ablation", options=list(ABLATION_MODES), index=list(ABLATION_MODES).index(state["method"]),
+         horizontal=True, help="Set the head's output to zero, or to its mean output over a fixed reference set of "
+                               "texts (the induction probe and the built-in examples), the same at every position.")
+    return state["method"]
 
 
 def metric_options(handle: ModelHandle, trace: Trace, state: dict, show_span: bool = True,

@@ -15,9 +15,11 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("pages/census.py", "Head census", ":material/category:", "census"),
     ("pages/importance.py", "Head importance", ":material/leaderboard:", "importance"),
     ("pages/ablation_lab.py", "Ablation lab", ":material/science:", "lab"),
+    ("pages/patching.py", "Activation patching", ":material/swap_horiz:", "patching"),
     ("pages/flow.py", "Rollout and flow", ":material/account_tree:", "flow"),
     ("pages/head_writes.py", "What a head writes", ":material/edit_note:", "writes"),
     ("pages/compare.py", "Compare", ":material/compare:", "compare"),
+    ("pages/datasets.py", "Datasets and jobs", ":material/dataset:", "datasets"),
 ]
 
 

@@ -9,7 +9,7 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.models import ModelLoadError
-from analysis.runtime.trace import TextError, Trace
+from analysis.runtime.trace import TextError, Trace, token_cap
 from components.cache import cached_model, cached_trace
 from components.share_links import revision_warning
 from components.sidebar import model_allowed
@@ -85,6 +85,6 @@ def page_context() -> PageContext:
         _fail(str(error))
     if trace.truncated:
         st.warning(f"The text has {trace.n_tokens_in_text} tokens; only the first {trace.n_tokens} are analysed "
-                   "(raise the token cap in the sidebar, up to 1024).")
+                   f"(raise the token cap in the sidebar, up to {token_cap(handle)}).")
     _clamp_head_selection(state, handle, trace)
     return PageContext(state, handle, trace)

@@ -5,6 +5,11 @@ state is the truth and every run writes it back to the URL, so reloading or copy
 restores the view. A short link (``?s=<id>``) stands for the parameters stored under that id; a
 state whose text is too long for a URL is written as such a short link. Widgets bind to state
 fields through ``bind``.
+
+A widget keeps the value shown in the browser as long as its key stays the same, even when the
+script passes another initial value. So ``bind`` owns the widget's value in the session state: it
+writes the state's value there when the widget is first drawn and again after ``update_state``
+changed the field, which makes the browser show the new value (an example text, a reset token).
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from components.share_links import long_state_link, resolve_short_link
 
 _STATE = "atlas_state"
 _WARNINGS = "atlas_link_warnings"
+_RESYNC = "atlas_resync_fields"  # fields changed by code whose widgets must show the new value
 
 
 def _initial_state() -> dict[str, Any]:
@@ -41,7 +47,7 @@ def update_state(**changes: Any) -> None:
         if name not in FIELDS:
             raise KeyError(f"unknown state field {name}")
         state[name] = value
-        st.session_state.pop(_widget_key(name), None)
+    st.session_state.setdefault(_RESYNC, set()).update(changes)
     write_url()
 
 
@@ -69,9 +75,17 @@ def bind(widget: Callable[..., Any], name: str, label: str, *, transform: Callab
     """Create ``widget`` showing state field ``name``; user changes flow back into the state and the URL.
 
     ``transform`` maps the widget's value to the state's value (e.g. an option label to an index).
-    Pass the widget's initial value as ``value=``/``index=`` in kwargs as usual.
+    Pass the state's value as the widget's ``value=``, ``index=`` (into ``options``) or ``default=``, as
+    usual; it is put in the widget's session-state slot when the widget is new, when the field was changed
+    by ``update_state``, or when the widget's value is no longer among its options (a token position of a
+    longer text).
     """
     key = _widget_key(name)
+    initial = _initial_value(kwargs)
+    pending = st.session_state.setdefault(_RESYNC, set())
+    if key not in st.session_state or name in pending or not _fits(st.session_state[key], kwargs.get("options")):
+        st.session_state[key] = initial
+    pending.discard(name)
 
     def on_change() -> None:
         value = st.session_state[key]
@@ -79,3 +93,20 @@ def bind(widget: Callable[..., Any], name: str, label: str, *, transform: Callab
         write_url()
 
     return widget(label, key=key, on_change=on_change, **kwargs)
+
+
+def _initial_value(kwargs: dict[str, Any]) -> Any:
+    """Take the widget's initial value out of its keyword arguments (``value``, ``index`` or ``default``)."""
+    if "value" in kwargs:
+        return kwargs.pop("value")
+    if "index" in kwargs:
+        return list(kwargs["options"])[kwargs.pop("index")]
+    return kwargs.pop("default")
+
+
+def _fits(value: Any, options: Any) -> bool:
+    """True if a widget's value (or every value of a multiselect) is among its options (or it has none)."""
+    if options is None:
+        return True
+    choices = list(options)
+    return all(item in choices for item in value) if isinstance(value, list) else value in choices

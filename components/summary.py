@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.runtime.handle import ModelInfo
-from analysis.runtime.tokens import display_token
+from analysis.runtime.tokens import visible_token
 from analysis.runtime.trace import Trace
 
 
@@ -36,7 +36,7 @@ def text_summary(trace: Trace) -> None:
         st.caption("Encoder model: no next-token prediction.")
         return
     table = pd.DataFrame({
-        "next token": [display_token(p.token) for p in trace.top_next],
+        "next token": [visible_token(p.token) for p in trace.top_next],
         "probability": [p.probability for p in trace.top_next],
     })
     st.dataframe(table, hide_index=True, width="stretch",

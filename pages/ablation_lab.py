@@ -1,17 +1,18 @@
 """Ablation lab: knock heads out (or scale them) and watch predictions, loss and downstream attention change."""
+import pandas as pd
 import streamlit as st
 
 from analysis.methods.ablation_spec import format_ablation
-from analysis.methods.census import PROBE_LENGTH
-from analysis.runtime.tokens import display_token
+from analysis.runtime.tokens import visible_token
 from components.ablation_cache import cached_ablation, cached_generation
 from components.ablation_figures import downstream_figure, loss_curve, paired_bars
-from components.census_cache import cached_census
-from components.lab_selection import head_sliders, heads_box, presets, read_selection, resample_source, \
-    selection_picker
+from components.lab_presets import presets
+from components.lab_selection import head_sliders, heads_box, read_selection, resample_source, selection_picker
 from components.metric_controls import metric_options
 from components.page import page_context
 from components.state import bind
+
+PICK_HINT = "Pick heads to see what changes: type them (L12H3, L14H*), click the grid, or apply a preset."
 
 ctx = page_context()
 info, trace, state = ctx.handle.info, ctx.trace, ctx.state
@@ -27,7 +28,7 @@ with grid:
     selection_picker(info, selection)
 with controls:
     heads_box(info, selection, link_error)
-    presets(info, lambda: cached_census(state["model"], state["text"], int(state["max_tokens"]), PROBE_LENGTH, 0))
+    presets(info, state)
     head_sliders(info, selection)
     key = ("loss", 0, 0, None)
     if info.causal:
@@ -39,19 +40,37 @@ with controls:
 
 spec = format_ablation(selection)
 args = (state["model"], state["text"], int(state["max_tokens"]))
+if not selection:  # nothing edited yet: the clean run at once, from the trace
+    if not info.causal:
+        st.info(f"{PICK_HINT} For this encoder the lab reports how much the final hidden states change and which "
+                "downstream heads' attention moves.")
+        st.stop()
+    st.info(f"{PICK_HINT} Until then: the clean model's predictions and the loss of every token.")
+    clean_top = pd.DataFrame({"token": [p.token for p in trace.top_next],
+                              "before": [p.probability for p in trace.top_next]})
+    left, right = st.columns([2, 3])
+    left.plotly_chart(paired_bars(clean_top, clean_only=True), key="lab_bars")
+    right.plotly_chart(loss_curve(trace.tokens, trace.token_loss, None), key="lab_loss")
+    if state["gen_tokens"] > 0:
+        st.subheader(f"Greedy continuation ({state['gen_tokens']} tokens)")
+        with st.spinner("Generating…"):
+            st.code(cached_generation(*args, "", int(state["gen_tokens"])), language=None, wrap_lines=True)
+    st.stop()
+
 source_text = resample_source(selection, trace, state)
-result = cached_ablation(*args, spec, ("loss", *key[1:]), source_text)
-if not selection:
-    st.info("Select heads to see what changes: type them, click the grid, or apply a preset.")
+with st.spinner(f"Running the model with {len(selection)} edited head{'s' if len(selection) > 1 else ''}…"):
+    result = cached_ablation(*args, spec, ("loss", *key[1:]), source_text)
 if info.causal:
     after = result.top.sort_values("after", ascending=False).iloc[0]
     before = result.top.sort_values("before", ascending=False).iloc[0]
-    metrics = st.columns(4)
-    metrics[0].metric("Top prediction after", f"{display_token(after.token)} ({after.after:.1%})",
-                      help=f"Before: {display_token(before.token)} ({before.before:.1%})")
-    metrics[1].metric("Δ loss", f"{result.metrics['loss']:+.4f}", help="Mean next-token loss on the text (or span).")
-    metrics[2].metric("Δ log-prob of the target", f"{result.metrics['logprob']:+.4f}")
-    metrics[3].metric("KL(clean ‖ ablated)", f"{result.metrics['kl']:.4f}", help="Next-token distribution.")
+    metrics = st.container(horizontal=True, gap="large")  # wraps onto a second line on narrow screens
+    metrics.metric("Top prediction after", f"{visible_token(after.token)} ({after.after:.1%})", width="content",
+                   help=f"Before: {visible_token(before.token)} ({before.before:.1%})")
+    metrics.metric("Δ loss", f"{result.metrics['loss']:+.4f}", width="content",
+                   help="Mean next-token loss on the text (or span).")
+    metrics.metric("Δ log-prob of the target", f"{result.metrics['logprob']:+.4f}", width="content")
+    metrics.metric("KL(clean ‖ ablated)", f"{result.metrics['kl']:.4f}", width="content",
+                   help="Next-token distribution.")
     left, right = st.columns([2, 3])
     left.plotly_chart(paired_bars(result.top), key="lab_bars")
     right.plotly_chart(loss_curve(result.tokens, result.loss_before, result.loss_after), key="lab_loss")

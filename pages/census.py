@@ -1,11 +1,12 @@
 """Head census: every head scored and labelled, as a clickable layer × head map and a table."""
 import streamlit as st
 
-from analysis.methods.census import LABELS, SCORE_HELP, LabelThresholds, census_summary, label_heads, threshold_names
-from analysis.viewstate import CENSUS_VIEWS
+from analysis.methods.census import LABELS, SCORE_HELP, census_summary, threshold_names
+from analysis.runtime.models import model_title
 from components.attention_figures import mark_heads
-from components.census_cache import cached_census
-from components.census_figures import head_hover_text, label_map, score_grid
+from components.census_cache import state_census
+from components.census_figures import ENCODER_SCORES, SCORE_NAMES, head_hover_text, label_map, score_grid, \
+    score_views
 from components.head_picker import add_head_click_layer, head_grid
 from components.navigation import page_file
 from components.notes_panel import notes_column
@@ -37,12 +38,14 @@ info, state = ctx.handle.info, ctx.state
 st.title("Head census")
 with st.expander("What the scores mean, and the papers behind them"):
     st.markdown(HELP)
+views = score_views(info.causal)
+if state["census_score"] not in views:
+    st.warning(f"{SCORE_NAMES[state['census_score']]} is measured only for encoders; showing the induction score.")
+    update_state(census_score="induction")
 controls = st.columns([2, 1, 1])
 with controls[0]:
-    bind(st.selectbox, "census_score", "Colour by", options=list(CENSUS_VIEWS),
-         index=CENSUS_VIEWS.index(state["census_score"]),
-         format_func=lambda name: "label (categorical map)" if name == "label" else name,
-         help="Each cell also shows the head's label. Hover a cell for all its scores.")
+    bind(st.selectbox, "census_score", "Colour by", options=views, index=views.index(state["census_score"]),
+         format_func=SCORE_NAMES.get, help="Each cell also shows the head's label. Hover a cell for all its scores.")
 with controls[1]:
     bind(st.number_input, "probe_len", "Probe length", min_value=4, max_value=200, value=int(state["probe_len"]),
          help="Random tokens per repeat of the induction probe (the probe is this sequence written twice).")
@@ -55,15 +58,14 @@ with st.expander("Label thresholds (the first rule that matches names the head)"
         with columns[index % 5]:
             bind(st.slider, f"th_{name}", name.replace("_", " "), min_value=0.0, max_value=1.0, step=0.05,
                  value=float(state[f"th_{name}"]))
-with st.spinner(f"Scoring all {info.n_total_heads} heads on your text and on the induction probe…"):
-    census = cached_census(state["model"], state["text"], int(state["max_tokens"]), int(state["probe_len"]),
-                           int(state["probe_seed"]))
-census = label_heads(census, LabelThresholds(**{name: state[f"th_{name}"] for name in threshold_names()}))
-st.info(census_summary(census, info.name))
+census = state_census(state)
+if info.causal:
+    census = census.drop(columns=list(ENCODER_SCORES))
+st.info(census_summary(census, model_title(info.name)))
 census["notes"] = notes_column(info.name, list(census["head"]))
 
 score = state["census_score"]
-figure = label_map(census) if score == "label" else score_grid(census, score, f"{score}: {SCORE_HELP[score]}")
+figure = label_map(census) if score == "label" else score_grid(census, score, SCORE_NAMES[score])
 noted = census[census["notes"] != ""]
 mark_heads(figure, set(zip(noted["layer"], noted["head_index"])))
 picked = head_grid(add_head_click_layer(figure, info.n_layers, info.n_heads, head_hover_text(census),
@@ -71,7 +73,11 @@ picked = head_grid(add_head_click_layer(figure, info.n_layers, info.n_heads, hea
 if picked is not None:
     update_state(layer=picked[0], head=picked[1])
     st.switch_page(page_file("head"))
-st.caption("Click a cell to open that head in the head view; ✎ marks heads with team notes (hover to read).")
+about = "" if score == "label" else f"Colour: {SCORE_NAMES[score]} — {SCORE_HELP[score]}. "
+undefined = score != "label" and census[score].isna().any()
+st.caption(about + ("Uncoloured cells: the score is not defined for that head on this input (the your-text scores need "
+                    "repeated tokens). " if undefined else "") + "A cell without a label matches no labelling rule. "
+           "Click a cell to open that head in the head view; ✎ marks heads with team notes (hover to read).")
 
 st.subheader("All heads")
 names = census["label"].replace("", "none")
@@ -81,7 +87,8 @@ bind(st.multiselect, "census_labels", "Only these labels", options=choices, defa
      help="Empty shows every head. Click a column header to sort.")
 shown = census[names.isin(wanted)] if wanted else census
 st.dataframe(shown, hide_index=True, width="stretch", column_config={
-    name: st.column_config.NumberColumn(name, format="%.3f", help=SCORE_HELP[name]) for name in SCORE_HELP})
+    name: st.column_config.NumberColumn(SCORE_NAMES[name], format="%.3f", help=SCORE_HELP[name])
+    for name in SCORE_HELP if name in shown})
 downloads = st.columns(2)
 downloads[0].download_button("Download CSV", census.to_csv(index=False), file_name=f"census-{info.name}.csv",
                              mime="text/csv")

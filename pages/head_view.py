@@ -1,11 +1,17 @@
-"""Head view: one head's attention as a heatmap, or a whole layer side by side."""
+"""Head view: one head's attention as a heatmap (long texts: block means plus a full-resolution window), or a
+whole layer side by side."""
 import streamlit as st
 
-from components.attention_figures import head_figure, layer_figure
+from components.attention_figures import head_figure, layer_figure, pooled_head_figure
+from components.cache import cached_layer_patterns, cached_pattern
 from components.head_picker import head_picker
 from components.notes_panel import notes_panel
 from components.page import page_context
 from components.state import bind
+
+FULL_VIEW_TOKENS = 256  # up to this length the whole pattern is drawn cell by cell
+WINDOW = 160  # rows and columns of the full-resolution window on longer texts
+POOLED_CELLS = 192  # blocks per side of the whole-pattern view on longer texts
 
 ctx = page_context()
 info, trace, state = ctx.handle.info, ctx.trace, ctx.state
@@ -22,10 +28,49 @@ with options[1]:
 with options[2]:
     bind(st.toggle, "side_by_side", "All heads of the layer", value=state["side_by_side"])
 tokens = trace.display_tokens
+source = (state["model"], state["text"], int(state["max_tokens"]))
+n_tokens = trace.n_tokens
+
+
+def window_start(field: str, default: int) -> int:
+    """The window's first row or column from the state (-1 = default), kept inside the text."""
+    value = state[field] if state[field] >= 0 else default
+    return max(0, min(int(value), n_tokens - WINDOW))
+
+
 if state["side_by_side"]:
-    st.plotly_chart(layer_figure(trace.attentions[layer], tokens, layer, state["hide_first"], state["log_color"],
-                                 columns=3 if info.n_heads > 4 else 2), key="layer_heads")
-else:
-    st.plotly_chart(head_figure(trace.attentions[layer, head], tokens, f"L{layer}H{head}: query → key",
+    if n_tokens > 96:
+        st.caption(f"{n_tokens} tokens: each panel shows block means over about {-(-n_tokens // 96)} tokens a side; "
+                   "untick 'All heads of the layer' for one head at full resolution.")
+    st.plotly_chart(layer_figure(cached_layer_patterns(*source, layer), tokens, layer, state["hide_first"],
+                                 state["log_color"], columns=3 if info.n_heads > 4 else 2, selected=head),
+                    key="layer_heads")
+elif n_tokens <= FULL_VIEW_TOKENS:
+    st.plotly_chart(head_figure(cached_pattern(*source, layer, head), tokens, f"L{layer}H{head}: query → key",
                                 state["hide_first"], state["log_color"]), key="head_heatmap")
+else:
+    pattern = cached_pattern(*source, layer, head)
+    first_query = window_start("zoom_query", n_tokens - WINDOW)
+    first_key = window_start("zoom_key", first_query)
+    st.caption(f"{n_tokens} tokens: the whole pattern as block means (left), and a {WINDOW} × {WINDOW} window at "
+               "full resolution (right, outlined in red on the left). Move the window with the two fields.")
+    zoom = st.columns(2)
+    with zoom[0]:
+        bind(st.number_input, "zoom_query", "Window: first query row", min_value=0, max_value=n_tokens - WINDOW,
+             value=first_query, step=WINDOW // 2, help="Rows (queries) of the full-resolution window.")
+    with zoom[1]:
+        bind(st.number_input, "zoom_key", "Window: first key column", min_value=0, max_value=n_tokens - WINDOW,
+             value=first_key, step=WINDOW // 2,
+             help="Columns (keys) of the window; the same as the first row puts the diagonal in view.")
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(pooled_head_figure(pattern, tokens, f"L{layer}H{head}: all {n_tokens} tokens (block means)",
+                                           POOLED_CELLS, state["hide_first"], state["log_color"],
+                                           window=(first_query, first_key, WINDOW)), key="head_pooled")
+    with right:
+        window = pattern[first_query:first_query + WINDOW, first_key:first_key + WINDOW]
+        st.plotly_chart(head_figure(window, tokens, f"L{layer}H{head}: queries {first_query}–"
+                                    f"{first_query + WINDOW - 1} → keys {first_key}–{first_key + WINDOW - 1}",
+                                    state["hide_first"], state["log_color"], first_query, first_key),
+                        key="head_heatmap")
 notes_panel(info.name, layer, head)

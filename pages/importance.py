@@ -1,16 +1,16 @@
-"""Head importance: how much each head matters for a metric, by gradient (at once) and exact ablation."""
+"""Head importance: how much each head matters for a metric, by gradient (at once) and exact ablation (a job)."""
 import streamlit as st
 
 from analysis.methods.importance import rank_correlation
 from analysis.methods.metrics import METRICS
-from components.ablation_cache import cached_exact_importance, cached_gradient, exact_importance
+from components.ablation_cache import cached_gradient
 from components.ablation_figures import hover_values, importance_grid
 from components.head_picker import add_head_click_layer, head_grid
+from components.job_importance import exact_importance_panel
 from components.lab_selection import add_head
-from components.metric_controls import metric_choice, metric_options
+from components.metric_controls import ablation_mode_choice, metric_choice, metric_options
 from components.navigation import page_file
 from components.page import page_context
-from components.state import bind
 
 ctx = page_context()
 info, trace, state = ctx.handle.info, ctx.trace, ctx.state
@@ -27,9 +27,7 @@ top = st.columns([3, 2])
 with top[0]:
     name = metric_choice(state)
 with top[1]:
-    bind(st.radio, "method", "Ablation", options=["zero", "mean"], index=["zero", "mean"].index(state["method"]),
-         horizontal=True, help="Set the head's output to zero, or to its mean output over a fixed reference set of texts "
-              "(the induction probe and the built-in examples), the same at every position.")
+    ablation_mode_choice(state)
 key = metric_options(ctx.handle, trace, state, show_span=name == "loss", show_target=name == "logprob")
 args = (state["model"], state["text"], int(state["max_tokens"]), key, state["method"])
 st.caption("Gradient: |∂metric/∂gate| with a gate on every head's output (Michel et al. 2019, one forward and one "
@@ -44,29 +42,29 @@ with left:
         importance_grid(gradient, "importance", "Gradient estimate |∂M/∂ξ|", signed=False),
         info.n_layers, info.n_heads, hover_values(gradient, "importance"), marker_size=14), key="importance_gradient")
 with right:
-    exact = cached_exact_importance(*args)
-    if exact is None:
-        bar = st.progress(0.0, text="Exact ablation of every head…")
-        exact = exact_importance(*args, progress=lambda done, total: bar.progress(
-            done / total, text=f"Exact ablation: layer {done} of {total} done"))
-        bar.empty()
-    picked = head_grid(add_head_click_layer(
-        importance_grid(exact, "delta", f"Exact: {METRICS[name]} when ablated", signed=name != "kl"),
-        info.n_layers, info.n_heads, hover_values(exact, "delta"), marker_size=14), key="importance_exact") or picked
+    exact = exact_importance_panel(info, state)
+    if exact is not None:
+        picked = head_grid(add_head_click_layer(
+            importance_grid(exact, "delta", f"Exact: {METRICS[name]} when ablated", signed=name != "kl"),
+            info.n_layers, info.n_heads, hover_values(exact, "delta"), marker_size=14),
+            key="importance_exact") or picked
 
-correlation = rank_correlation(gradient["importance"], exact["importance"])
-summary.columns(3)[0].metric("Rank correlation |gradient| vs |exact|", f"{correlation:.2f}",
-                            help="Spearman's ρ over all heads: how well the one-pass gradient ranks heads like "
-                                 "the exact ablation does.")
+if exact is not None:
+    correlation = rank_correlation(gradient["importance"], exact["importance"])
+    summary.columns(3)[0].metric("Rank correlation |gradient| vs |exact|", f"{correlation:.2f}",
+                                help="Spearman's ρ over all heads: how well the one-pass gradient ranks heads like "
+                                     "the exact ablation does.")
 if picked is not None:
     size = add_head(info, *picked, mode=state["method"])
     st.toast(f"Added L{picked[0]}H{picked[1]} to the ablation lab ({size} head{'s' if size > 1 else ''} selected).")
 st.page_link(page_file("lab"), label="Open the ablation lab with the selected heads", icon=":material/science:")
 
-table = exact[["head", "delta"]].merge(gradient[["head", "estimate", "importance"]], on="head")
+table = gradient[["head", "estimate", "importance"]]
+if exact is not None:
+    table = exact[["head", "delta"]].merge(table, on="head")
 table = table.rename(columns={"delta": "exact Δ", "estimate": "gradient estimate", "importance": "|gradient|"})
-st.subheader("Most important heads (exact)")
-st.dataframe(table.reindex(table["exact Δ"].abs().sort_values(ascending=False).index).head(15),
-             hide_index=True, width="stretch")
+ranking = table["exact Δ"].abs() if exact is not None else table["|gradient|"]
+st.subheader(f"Most important heads ({'exact' if exact is not None else 'gradient estimate'})")
+st.dataframe(table.reindex(ranking.sort_values(ascending=False).index).head(15), hide_index=True, width="stretch")
 st.download_button("Download all heads (CSV)", table.to_csv(index=False), file_name="head_importance.csv",
                    mime="text/csv")

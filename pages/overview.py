@@ -25,7 +25,8 @@ with left:
         bind(st.toggle, "log_color", "Log colour", value=ctx.state["log_color"])
     st.caption("Each thumbnail is one head's attention (query rows × key columns), scaled to its own maximum. "
                "Click a thumbnail to open the head; ✎ marks heads with team notes.")
-    figure = overview_mosaic(ctx.trace.attentions, ctx.state["hide_first"], ctx.state["log_color"],
+    thumbnails = ctx.trace.thumbnails_without_sink if ctx.state["hide_first"] else ctx.trace.thumbnails
+    figure = overview_mosaic(thumbnails, ctx.state["log_color"],
                              marked=noted_heads(ctx.handle.info.name), selected=(ctx.state["layer"], ctx.state["head"]))
     info = ctx.handle.info
     picked = head_grid(add_head_click_layer(figure, info.n_layers, info.n_heads), key="overview_mosaic")

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from components.attention_figures import token_strip_figure
+from components.cache import cached_token_attention
 from components.page import page_context
 from components.state import bind
 
@@ -22,5 +23,7 @@ with right:
     bind(st.toggle, "token_per_head", "Every head", value=state["token_per_head"],
          help="Off: one row per layer (mean over heads). On: one row per head, grouped by layer.")
 position = state["token"] if state["token"] >= 0 else trace.n_tokens - 1
-st.plotly_chart(token_strip_figure(trace.attentions, tokens, position, state["token_direction"],
-                                   state["token_per_head"]), key="token_strip")
+weights = cached_token_attention(state["model"], state["text"], int(state["max_tokens"]), position,
+                                 state["token_direction"])
+st.plotly_chart(token_strip_figure(weights, tokens, position, state["token_direction"], state["token_per_head"]),
+                key="token_strip")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from analysis.runtime.handle import ModelHandle
@@ -36,3 +37,8 @@ def model_output(handle: ModelHandle, ids: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         output = handle.model(ids, use_cache=False) if handle.info.causal else handle.model(ids)
     return output.logits if handle.info.causal else output.last_hidden_state
+
+
+def stacked_patterns(trace) -> np.ndarray:
+    """Every layer's patterns of a short trace at once, [layers, heads, query, key] (tests only: quadratic)."""
+    return np.stack([trace.layer_patterns(layer) for layer in range(trace.n_layers)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.test_app_foundation import messages, run_app
+from tests.test_jobs_pages import job_database, rerun_until  # noqa: F401 - job_database is a fixture
 
 LAB = "pages/ablation_lab.py"
 IMPORTANCE = "pages/importance.py"
@@ -52,11 +53,11 @@ def test_typing_heads_replaces_the_selection_and_bad_input_is_refused(smollm2):
 
 def test_presets_fill_the_selection(smollm2):
     app = run_app(LAB)
-    app.selectbox(key="lab_preset").set_value("layer")
+    app.selectbox(key="lab_preset").set_value("layer").run()
     app.number_input(key="lab_preset_layer").set_value(3)
     app.button(key="lab_preset_apply").click().run()
     assert app.query_params["ablate"] == ",".join(f"L3H{h}:zero:0" for h in range(9))
-    app.selectbox(key="lab_preset").set_value("random")
+    app.selectbox(key="lab_preset").set_value("random").run()
     app.number_input(key="lab_preset_k").set_value(4)
     app.button(key="lab_preset_apply").click().run()
     assert len(app.query_params["ablate"].split(",")) == 4
@@ -72,13 +73,24 @@ def test_lab_on_the_encoder_shows_hidden_state_change(minilm):
     assert any(m.label.startswith("Mean relative change") for m in app.metric)
 
 
-def test_importance_shows_both_methods_and_their_rank_correlation(smollm2):
+def _correlation(app) -> str | None:
+    return next((m.value for m in app.metric if m.label.startswith("Rank correlation")), None)
+
+
+def test_importance_shows_the_gradient_at_once_and_runs_the_exact_ablation_as_a_job(smollm2, job_database):
     app = run_app(IMPORTANCE, metric="logprob", target=" Mary")
-    assert not app.exception
-    correlation = next(m.value for m in app.metric if m.label.startswith("Rank correlation"))
-    assert 0.5 < float(correlation) <= 1.0
+    assert not app.exception and _correlation(app) is None  # nothing exact runs on page load
+    assert list(app.dataframe[0].value.columns) == ["head", "gradient estimate", "|gradient|"]
+    app.button(key="importance_run_exact").click().run()
+    job = app.query_params["job"]
+    rerun_until(app, lambda a: _correlation(a) is not None or bool(a.error))
+    assert 0.5 < float(_correlation(app)) <= 1.0
     table = app.dataframe[0].value
     assert table["head"].iloc[0] == "L1H5" and table["exact Δ"].iloc[0] < -0.3
+    opened = run_app(IMPORTANCE, metric="logprob", target=" Mary", job=job)  # the link: the stored result
+    assert not opened.exception and _correlation(opened) == _correlation(app)
+    changed = run_app(IMPORTANCE, metric="kl", job=job)  # another metric: not that job's result
+    assert not changed.exception and _correlation(changed) is None and "job" not in changed.query_params
 
 
 def test_importance_bad_links_and_encoders(smollm2, minilm):

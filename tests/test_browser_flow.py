@@ -60,9 +60,9 @@ def test_writes_grid_click_opens_the_head_view(app_url, browser, artifacts_dir):
 
 
 def test_compare_click_a_head_selects_it(app_url, browser, artifacts_dir):
-    page = _open(browser, app_url, "/compare", 2, height=2000)
+    page = _open(browser, app_url, "/compare", 4, height=2400)
     page.get_by_text("mean JS distance").wait_for(timeout=60_000)
-    x, y = plot_point(page, 4, 24, index=1)  # L24H4 in the JS-distance grid
+    x, y = plot_point(page, 4, 24, index=3)  # L24H4 in the JS-distance grid (after first, second, difference)
     page.mouse.click(x, y)
     page.wait_for_url("**layer=24**", timeout=60_000)
     wait_for_app(page)

@@ -1,17 +1,16 @@
-"""Comparing attention: Jensen–Shannon distance properties, text alignment, two models."""
+"""Comparing attention: Jensen–Shannon distance properties, token alignment, two models, streaming by layer."""
 from __future__ import annotations
 
-import dataclasses
-
 import math
+import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from analysis.methods.probes import CORRUPTED_IOI_PROMPT
-from analysis.methods.compare import CompareError, align, compare_models, compare_texts, js_distance, \
+from analysis.methods.compare import CompareError, align_tokens, compare_models, compare_texts, js_distance, \
     pattern_difference
-from analysis.methods.probes import IOI_PROMPT
+from analysis.methods.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.runtime.trace import run_trace
 
 
@@ -38,12 +37,22 @@ def test_js_distance_is_a_bounded_symmetric_metric():
     np.testing.assert_allclose(js_distance(p, q), [_reference_js(list(a), list(b)) for a, b in zip(p, q)], rtol=1e-6)
 
 
-def test_align_cuts_to_the_shorter_text_and_renormalises():
-    long, short = _random_rows(3, (2, 6, 6)), _random_rows(4, (2, 4, 4))
-    a, b = align(long, short)
-    assert a.shape == b.shape == (2, 4, 4)
-    np.testing.assert_allclose(a.sum(-1), 1.0)
-    assert pattern_difference(long[0], short[0]).shape == (4, 4)
+def test_alignment_pairs_matching_and_substituted_tokens_and_leaves_out_insertions():
+    first = ["When", " Mary", " and", " John", " went", " to", " the", " store"]
+    second = ["When", " Mary", " and", " Bob", " went", " to", " the", " big", " store"]
+    alignment = align_tokens(first, second)
+    assert alignment.first.tolist() == [0, 1, 2, 3, 4, 5, 6, 7]  # " John" ↔ " Bob": a substitution keeps its slot
+    assert alignment.second.tolist() == [0, 1, 2, 3, 4, 5, 6, 8]  # " big" has no partner
+    assert alignment.left_out == (0, 1)
+
+
+def test_difference_is_taken_over_aligned_rows_and_columns_renormalised():
+    long, short = _random_rows(3, (6, 6)), _random_rows(4, (5, 5))
+    alignment = align_tokens(list("abcxde"), list("abcde"))  # 'x' is inserted in the first text
+    difference = pattern_difference(long, short, alignment)
+    assert difference.shape == (5, 5)
+    kept = long[np.ix_([0, 1, 2, 4, 5], [0, 1, 2, 4, 5])]
+    np.testing.assert_allclose(difference, short - kept / kept.sum(-1, keepdims=True), atol=1e-6)
 
 
 def test_clean_and_corrupted_ioi(smollm2):
@@ -56,9 +65,24 @@ def test_clean_and_corrupted_ioi(smollm2):
     assert len(ranked) == 270 and ranked["js_distance"].is_monotonic_decreasing
     assert ranked["head"].iloc[0] == "L24H4" and ranked["js_distance"].iloc[0] > 0.1
     # causal: queries before the changed token see identical prefixes, so their rows are identical
-    before = js_distance(*(t.attentions[:, :, :9, :9] for t in (clean, corrupted)))
+    before = js_distance(*(t.layer_patterns(24)[:, :9, :9] for t in (clean, corrupted)))
     np.testing.assert_allclose(before, 0.0, atol=2e-3)
     assert compare_texts(clean, clean)["js_distance"].max() == pytest.approx(0.0, abs=1e-6)
+
+
+@dataclass
+class _FewerHeads:
+    """A trace seen through a "model" with heads 2 and 0 of each layer only (a different shape, same tokens)."""
+
+    trace: object
+
+    def __getattr__(self, name):
+        return getattr(self.trace, name)
+
+    n_heads = 2
+
+    def layer_patterns(self, layer: int) -> np.ndarray:
+        return self.trace.layer_patterns(layer)[[2, 0]]
 
 
 def test_two_models_head_by_head_and_by_closest_head(tiny_llama_handle):
@@ -68,10 +92,40 @@ def test_two_models_head_by_head_and_by_closest_head(tiny_llama_handle):
     second = run_trace(tiny_llama(seed=1), "the cat sat on the mat")
     ranked = compare_models(first, second)
     assert (ranked["match"] == ranked["head"]).all() and (ranked["js_distance"] > 0).all()
-    fewer = dataclasses.replace(first, attentions=first.attentions[:, [2, 0]])  # a "model" with 2 heads per layer
-    matched = compare_models(first, fewer).set_index("head")
+    matched = compare_models(first, _FewerHeads(first)).set_index("head")
     assert matched.loc["L1H2", "match"] == "L1H0" and matched.loc["L0H0", "match"] == "L0H1"
     assert matched.loc["L1H2", "js_distance"] == pytest.approx(0.0, abs=1e-6)
+
+
+@dataclass
+class _CountingTrace:
+    """A trace that records, at each request for a layer's patterns, how many earlier layers' are still alive."""
+
+    trace: object
+    alive_at_request: list
+
+    def __post_init__(self):
+        self.handed_out = []
+
+    def __getattr__(self, name):
+        return getattr(self.trace, name)
+
+    def layer_patterns(self, layer: int) -> np.ndarray:
+        self.alive_at_request.append(sum(ref() is not None for ref in self.handed_out))
+        patterns = np.array(self.trace.layer_patterns(layer))
+        self.handed_out.append(weakref.ref(patterns))
+        return patterns
+
+
+def test_ranking_streams_one_layer_at_a_time_and_reports_progress(tiny_llama_handle):
+    text = "the cat sat on the mat and the dog sat on the rug " * 6
+    first, second = run_trace(tiny_llama_handle, text), run_trace(tiny_llama_handle, text.replace("dog", "big dog", 1))
+    reported, alive = [], []
+    ranked = compare_texts(_CountingTrace(first, alive), _CountingTrace(second, alive),
+                           lambda done, total: reported.append((done, total)))
+    assert reported == [(1, 2), (2, 2)]
+    assert alive == [0, 0, 0, 0]  # no earlier layer's patterns are held when the next layer is computed
+    assert len(ranked) == first.n_layers * first.n_heads and (ranked["js_distance"] >= 0).all()
 
 
 def test_models_that_tokenise_differently_cannot_be_compared(tiny_llama_handle, tiny_bert_handle):

@@ -23,7 +23,7 @@ from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import HeadIntervention, compile_edits
 from analysis.runtime.loading import make_handle
 from analysis.runtime.trace import run_trace
-from tests.oracles import head_replaced, model_output
+from tests.oracles import head_replaced, model_output, stacked_patterns
 from tests.family_models import FAMILIES, WINDOW, Family, build_family, tiny_view_only
 
 CAUSAL_TEXT = "the cat sat on the mat."  # 23 characters: longer than every sliding window
@@ -228,8 +228,9 @@ def test_attention_outside_the_interface_is_view_only():
         run_model(handle, ids)
     assert str(raised.value) == note
     trace = run_trace(handle, ENCODER_TEXT)
-    assert trace.attentions.shape == (2, 4, ids.shape[1], ids.shape[1])
-    np.testing.assert_allclose(trace.attentions.sum(-1), 1.0, atol=1e-5)
+    patterns = stacked_patterns(trace)
+    assert patterns.shape == (2, 4, ids.shape[1], ids.shape[1])
+    np.testing.assert_allclose(patterns.sum(-1), 1.0, atol=1e-5)
     with torch.inference_mode():
         expected = reference(ids, output_attentions=True).attentions
-    np.testing.assert_allclose(trace.attentions, torch.stack([a[0] for a in expected]).numpy(), atol=1e-6)
+    np.testing.assert_allclose(patterns, torch.stack([a[0] for a in expected]).numpy(), atol=1e-6)

@@ -86,8 +86,7 @@ def test_compare_page_ranks_heads_and_selects_from_the_grid(smollm2):
     table = app.dataframe[0].value
     assert table["head"].iloc[0] == "L24H4"
     assert float(_metrics(app)["L24H4: mean JS distance"]) == pytest.approx(table["js_distance"].iloc[0], abs=1e-4)
-    figure = _figure(app, 0)
-    assert len(figure["data"]) == 3  # first, second, difference
+    assert len(app.get("plotly_chart")) == 4  # first, second, difference, the JS-distance grid
     app.text_area(key="w_compare_text").input("When Mary and John went to the park, John gave a drink to").run()
     assert not app.exception and "park" in app.query_params["compare_text"]
 

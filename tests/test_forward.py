@@ -9,7 +9,7 @@ from analysis.methods.reference import mean_bases
 from analysis.runtime.forward import run_model
 from analysis.runtime.interventions import HeadIntervention, compile_edits
 from analysis.runtime.trace import run_trace
-from tests.oracles import head_replaced, model_output
+from tests.oracles import head_replaced, model_output, stacked_patterns
 
 
 def _library_forward(handle, ids):
@@ -31,18 +31,19 @@ def test_forward_matches_library(request, fixture):
 
 def test_trace_shapes_rows_and_causal_mask(tiny_llama_handle):
     trace = run_trace(tiny_llama_handle, "hello world")
-    layers, heads, queries, keys = trace.attentions.shape
+    patterns = stacked_patterns(trace)
+    layers, heads, queries, keys = patterns.shape
     assert (layers, heads) == (2, 4) and queries == keys == len("hello world")
-    np.testing.assert_allclose(trace.attentions.sum(-1), 1.0, atol=1e-5)
-    assert np.all(np.triu(trace.attentions, k=1) == 0)
+    np.testing.assert_allclose(patterns.sum(-1), 1.0, atol=1e-5)
+    assert np.all(np.triu(patterns, k=1) == 0)
     assert trace.token_loss.shape == (queries - 1,)
-    assert not trace.attentions.flags.writeable
+    assert not trace.pattern(1, 2).flags.writeable and trace.residuals.shape == (2, queries, 32)
 
 
 def test_bert_trace_is_bidirectional(tiny_bert_handle):
     trace = run_trace(tiny_bert_handle, "the cat sat on the mat")
     assert trace.tokens[0] == "[CLS]" and trace.tokens[-1] == "[SEP]"
-    assert np.triu(trace.attentions, k=1).sum() > 0
+    assert np.triu(stacked_patterns(trace), k=1).sum() > 0
     assert trace.top_next == [] and trace.token_loss is None
 
 
@@ -74,3 +75,23 @@ def test_batched_rows_are_independent(tiny_llama_handle):
         single = run_model(tiny_llama_handle, ids, compile_edits([row], 2, 4, bases)).logits
         torch.testing.assert_close(batched[index:index + 1], single, rtol=0, atol=1e-5)
     assert not torch.allclose(batched[0], batched[1])
+
+
+def test_checkpointed_gradients_equal_plain_ones(tiny_llama_handle, monkeypatch):
+    """Long texts run the gradient forward layer by layer with checkpointing: the same gradients."""
+    from analysis.runtime import forward
+    from analysis.runtime.interventions import EditBases, gate_edits
+
+    ids = torch.tensor([[3, 9, 17, 4, 22, 9, 17, 30, 41, 5, 9, 17]])
+
+    def gate_gradient() -> torch.Tensor:
+        gates = torch.ones(2, 4, requires_grad=True)
+        logits = run_model(tiny_llama_handle, ids, gate_edits(gates, "zero", EditBases()), grad=True).logits
+        torch.log_softmax(logits[0, -1], -1)[7].backward()
+        return gates.grad
+
+    plain = gate_gradient()
+    monkeypatch.setattr(forward, "CHECKPOINT_TOKENS", 4)
+    checkpointed = gate_gradient()
+    assert plain.abs().sum() > 0
+    torch.testing.assert_close(checkpointed, plain, rtol=1e-5, atol=1e-7)

@@ -9,21 +9,23 @@ from analysis.runtime.loading import cache_root
 from analysis.runtime.models import ModelLoadError, resolve_model
 from analysis.methods.probes import IOI_PROMPT
 from analysis.runtime.trace import TextError, run_trace
+from tests.oracles import stacked_patterns
 
 
 def test_smollm2_completes_ioi_with_mary(smollm2):
     trace = run_trace(smollm2, IOI_PROMPT)
     assert trace.top_next[0].token == " Mary"
     assert trace.top_next[0].probability > 0.5
-    assert trace.attentions.shape == (30, 9, trace.n_tokens, trace.n_tokens)
-    np.testing.assert_allclose(trace.attentions.sum(-1), 1.0, atol=1e-4)
+    patterns = stacked_patterns(trace)
+    assert patterns.shape == (30, 9, trace.n_tokens, trace.n_tokens)
+    np.testing.assert_allclose(patterns.sum(-1), 1.0, atol=1e-4)
     assert smollm2.info.n_kv_heads == 3 and smollm2.info.causal
 
 
 def test_minilm_is_a_bidirectional_encoder(minilm):
     trace = run_trace(minilm, "The cat sat on the mat.")
     assert trace.tokens[0] == "[CLS]" and trace.tokens[-1] == "[SEP]"
-    assert trace.attentions.shape[:2] == (6, 12)
+    assert trace.layer_patterns(5).shape[0] == 12 and trace.n_layers == 6
     assert not minilm.info.causal and trace.top_next == []
 
 

@@ -10,7 +10,7 @@ from analysis.runtime.loading import load_model
 from analysis.methods.logit_attribution import attribution_terms, decompose, head_attribution, head_logit_lens
 from analysis.methods.metrics import resolve_target
 from analysis.methods.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
-from analysis.methods.rollout import flow_edges, mixing_matrices, rollout, token_contributions
+from analysis.methods.rollout import trace_flow
 from analysis.runtime.tokens import display_token
 from analysis.runtime.trace import encode_text, run_trace
 
@@ -37,18 +37,17 @@ def rollout_command(args: argparse.Namespace) -> int:
     trace = run_trace(handle, args.text, max_tokens=args.max_tokens)
     info = handle.info
     heads = parse_heads(args.heads, info.n_layers, info.n_heads) if args.heads.strip() else None
-    position = args.position % trace.n_tokens
-    maps = rollout(trace.attentions, heads, args.exclude_sink)
-    shares = token_contributions(maps, position, args.layer)
-    print(f"rollout of token {position} {trace.tokens[position]!r} after layer {args.layer % info.n_layers}"
+    position, layer = args.position % trace.n_tokens, args.layer % info.n_layers
+    flow = trace_flow(trace.layer_patterns, info.n_heads, layer, position, [position], heads, args.exclude_sink,
+                      threshold=args.edges if args.edges > 0 else 1.0)
+    print(f"rollout of token {position} {trace.tokens[position]!r} after layer {layer}"
           f"{' (sink excluded)' if args.exclude_sink else ''}:")
-    for index, (token, share) in enumerate(zip(trace.tokens, shares)):
+    for index, (token, share) in enumerate(zip(trace.tokens, flow.contributions)):
         print(f"{index:4d} {token!r:>16} {share:7.4f} {'█' * int(round(share * 50))}")
     if args.edges > 0:
-        edges = flow_edges(mixing_matrices(trace.attentions, heads, args.exclude_sink), args.edges, position)
         labels = [display_token(token) for token in trace.tokens]
-        print(f"{len(edges)} flow edges with share ≥ {args.edges:g} (layer: key → query):")
-        for edge in edges.itertuples():
+        print(f"{len(flow.edges)} flow edges with share ≥ {args.edges:g} (layer: key → query):")
+        for edge in flow.edges.itertuples():
             print(f"L{edge.layer:<3} {labels[edge.source]}({edge.source}) → {labels[edge.target]}({edge.target})"
                   f"  {edge.weight:.3f}")
     return 0

@@ -8,8 +8,11 @@ from typing import Callable
 
 from analysis.cli.ablation import ablate_command, add_ablate_arguments, add_importance_arguments, importance_command
 from analysis.cli.census import add_census_arguments, census_command
+from analysis.cli.dataset import add_dataset_arguments, dataset_command
 from analysis.cli.flow import add_compare_arguments, add_dla_arguments, add_rollout_arguments, compare_command, \
     dla_command, rollout_command
+from analysis.cli.jobs import add_jobs_arguments, add_sweep_arguments, jobs_command, sweep_command
+from analysis.cli.patch import add_patch_arguments, patch_command
 from analysis.runtime.loading import load_model
 from analysis.runtime.models import DEFAULT_MODEL, ModelLoadError
 from analysis.cli.share import add_database_argument, add_share_arguments, notes_command, share_command
@@ -54,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("dla", "direct logit attribution of every head to a target token", dla_command, add_dla_arguments),
         ("compare", "rank heads by how much their attention differs between two texts or models", compare_command,
          add_compare_arguments),
+        ("patch", "activation patching: which heads and positions carry a behaviour (clean vs corrupted prompt)",
+         patch_command, add_patch_arguments),
+        ("dataset", "generate a built-in dataset (ioi, repeat, natural) or check a CSV/JSONL file", dataset_command,
+         add_dataset_arguments),
+        ("sweep", "run census, importance or patching over a dataset as a job on Dask", sweep_command,
+         add_sweep_arguments),
+        ("jobs", "list, show or cancel jobs", jobs_command, add_jobs_arguments),
     ]
     for name, help_text, handler, add_arguments in registry:
         sub = commands.add_parser(name, help=help_text)

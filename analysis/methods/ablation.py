@@ -17,7 +17,8 @@ import torch
 
 from analysis.methods.reference import reference_means
 from analysis.runtime.attention import CALL_KEYWORD, CallRecord
-from analysis.runtime.forward import check_editable, run_model
+from analysis.methods.pooling import pool_pattern
+from analysis.runtime.forward import check_editable, layer_attention, run_model
 from analysis.runtime.handle import ModelHandle
 from analysis.heads import heads_frame
 from analysis.runtime.interventions import EditBases, EditTensors, HeadIntervention, MissingBaseError, compile_edits
@@ -25,14 +26,15 @@ from analysis.methods.metrics import METRICS, Metric, MetricError, Reference, la
     token_loss
 from analysis.runtime.tokens import token_strings
 
+PATTERN_CELLS = 256  # downstream patterns of longer texts are kept as block means
+
 
 @dataclass(frozen=True, eq=False)
 class CleanRun:
     """The clean run of one text, kept to compare every ablation against (read-only, shareable)."""
 
     input_ids: torch.Tensor  # [1, tokens]
-    residuals: list[torch.Tensor]  # the residual stream entering each layer
-    patterns: torch.Tensor  # [layers, heads, query, key] float32
+    residuals: list[torch.Tensor]  # the residual stream entering each layer (patterns are recomputed from it)
     reference: Reference | None  # causal models: clean per-token loss and next-token log-probs
     hidden: torch.Tensor | None  # encoders: the final hidden states [tokens, d_model]
 
@@ -48,17 +50,16 @@ class AblationResult:
     top: pd.DataFrame  # token, token_id, before, after: union of both top-k, by max probability
     metrics: dict[str, float]  # metric name -> delta (loss, logprob, kl); encoders: hidden-state change
     downstream: pd.DataFrame  # head, layer, head_index, change: most changed heads first
-    patterns_before: dict[str, np.ndarray]  # head label -> [query, key] for the listed downstream heads
-    patterns_after: dict[str, np.ndarray]
+    patterns_before: dict[str, np.ndarray]  # head label -> [query, key] for the listed downstream heads; texts
+    patterns_after: dict[str, np.ndarray]  # longer than PATTERN_CELLS tokens: block means (``pooling``)
 
 
 def clean_run(handle: ModelHandle, input_ids: torch.Tensor) -> CleanRun:
-    """Run the text once without edits, keeping residuals and attention patterns."""
-    result = run_model(handle, input_ids, keep_residuals=True, keep_patterns=True)
+    """Run the text once without edits, keeping the residual stream (linear in the length)."""
+    result = run_model(handle, input_ids, keep_residuals=True)
     return CleanRun(
         input_ids=input_ids,
         residuals=result.residuals,
-        patterns=torch.stack([p[0] for p in result.patterns]).float(),
         reference=reference(result.logits, input_ids) if handle.info.causal else None,
         hidden=None if handle.info.causal else result.logits[0],
     )
@@ -94,21 +95,27 @@ def _top_table(handle: ModelHandle, before: torch.Tensor, after: torch.Tensor, k
     return table.iloc[order].reset_index(drop=True)
 
 
-def _pattern_change(clean: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
-    """Mean over query rows of the total-variation distance between two patterns, per head [layers, heads]."""
-    return 0.5 * (clean - edited).abs().sum(-1).mean(-1)
+def _pattern_change(clean: torch.Tensor, edited: torch.Tensor) -> np.ndarray:
+    """Mean over query rows of the total-variation distance between two layers' patterns, per head [heads]."""
+    return (0.5 * (clean - edited).abs().sum(-1).mean(-1)).float().cpu().numpy()
 
 
-def _downstream(clean: torch.Tensor, edited: torch.Tensor, n: int) -> tuple[pd.DataFrame, dict, dict]:
-    """The ``n`` heads whose attention changed most (changed at all), with their patterns before and after."""
-    n_layers, n_heads = clean.shape[:2]
-    change = _pattern_change(clean, edited)
-    frame = heads_frame(n_layers, n_heads, change=change.numpy())
-    ranked = [int(i) for i in torch.argsort(change.flatten(), descending=True)[:n] if change.flatten()[i] > 0]
+def _downstream(handle: ModelHandle, clean: CleanRun, edits: EditTensors, edited_residuals: dict[int, torch.Tensor],
+                change: np.ndarray, n: int) -> tuple[pd.DataFrame, dict, dict]:
+    """The ``n`` heads whose attention changed most (changed at all), with their patterns before and after
+    (recomputed from the two residual streams; block means above ``PATTERN_CELLS`` tokens)."""
+    n_layers, n_heads = change.shape
+    frame = heads_frame(n_layers, n_heads, change=change)
+    flat = change.flatten()
+    ranked = [int(i) for i in np.argsort(-flat, kind="stable")[:n] if flat[i] > 0]
     frame = frame.iloc[ranked].reset_index(drop=True)
-    pairs = list(zip(frame["head"], frame["layer"], frame["head_index"]))
-    return (frame, {name: clean[l, h].numpy() for name, l, h in pairs},
-            {name: edited[l, h].numpy() for name, l, h in pairs})
+    before, after = {}, {}
+    for name, layer, head in zip(frame["head"], frame["layer"], frame["head_index"]):
+        for kept, residual, row_edits in ((before, clean.residuals[layer], None),
+                                          (after, edited_residuals[layer], edits)):
+            pattern = layer_attention(handle, clean.input_ids, layer, residual, row_edits)[0, head].float().cpu().numpy()
+            kept[name] = pool_pattern(pattern, PATTERN_CELLS)
+    return frame, before, after
 
 
 def ablate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[HeadIntervention], *,
@@ -121,14 +128,21 @@ def ablate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[Hea
     """
     clean = clean or clean_run(handle, input_ids)
     edits = edit_tensors(handle, [interventions], input_ids, source_ids)
-    patterns, output = clean.patterns, None  # no active edit: the clean run itself
+    change = np.zeros((handle.info.n_layers, handle.info.n_heads))
+    edited_residuals, output = {}, None  # no active edit: the clean run itself
     if edits.active_layers:
         start = min(edits.active_layers)
-        edited = run_model(handle, input_ids, edits, keep_patterns=True, start_layer=start,
-                           start_residual=clean.residuals[start])
+
+        def compare_layer(layer: int, weights: torch.Tensor) -> None:
+            clean_weights = layer_attention(handle, input_ids, layer, clean.residuals[layer])
+            change[layer] = _pattern_change(clean_weights[0], weights[0])
+
+        edited = run_model(handle, input_ids, edits, keep_residuals=True, start_layer=start,
+                           start_residual=clean.residuals[start], on_pattern=compare_layer)
         output = edited.logits
-        patterns = torch.cat([clean.patterns[:start], torch.stack([p[0] for p in edited.patterns]).float()])
-    downstream, patterns_before, patterns_after = _downstream(clean.patterns, patterns, n_downstream)
+        edited_residuals = dict(zip(range(start, handle.info.n_layers), edited.residuals))
+    downstream, patterns_before, patterns_after = _downstream(handle, clean, edits, edited_residuals, change,
+                                                              n_downstream)
     common = dict(interventions=tuple(interventions), tokens=token_strings(handle.tokenizer, input_ids[0]),
                   downstream=downstream, patterns_before=patterns_before, patterns_after=patterns_after)
     ref = clean.reference

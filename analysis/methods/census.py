@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import string
 from dataclasses import asdict, dataclass, fields
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from analysis.runtime.forward import run_patterns
+from analysis.runtime.forward import run_model, run_patterns
 from analysis.runtime.handle import ModelHandle
 from analysis.methods.head_scores import (class_mass, duplicate_token_score, first_token_score, induction_score,
                                   local_mass, mean_distance, normalised_entropy, offset_score)
@@ -80,24 +81,39 @@ def _probe_ids(handle: ModelHandle, length: int, seed: int) -> tuple[torch.Tenso
     return torch.tensor([ids]), np.asarray(ids)
 
 
-def _run(handle: ModelHandle, ids: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Patterns [layers, heads, q, k] and output norms [layers, heads] relative to each layer's median head.
+LayerScores = Callable[[np.ndarray], dict[str, np.ndarray]]  # one layer's patterns [1, heads, q, k] -> [1, heads]
+
+
+def _run(handle: ModelHandle, ids: torch.Tensor, score: LayerScores) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Scores [layers, heads] computed layer by layer as the model runs (no layer's quadratic pattern is kept
+    after its scores), and output norms [layers, heads] relative to each layer's median head.
 
     Output norms need each head's write (its slice of the output projection); NaN where that is unknown.
     """
     writes_known = handle.parts.supports_head_writes
-    result = run_patterns(handle, ids, keep_head_outputs=writes_known)
-    patterns = torch.stack([p[0] for p in result.patterns]).float().cpu().numpy()
-    if not writes_known:
-        return patterns, np.full(patterns.shape[:2], np.nan)
+    per_layer: dict[int, dict[str, np.ndarray]] = {}
+
+    def score_layer(layer: int, weights: torch.Tensor) -> None:
+        per_layer[layer] = score(weights[:1].float().cpu().numpy())
+
+    if handle.parts.supports_interventions:
+        result = run_model(handle, ids, keep_head_outputs=writes_known, last_logits=1, on_pattern=score_layer)
+    else:
+        result = run_patterns(handle, ids)
+        for layer, weights in enumerate(result.patterns):
+            score_layer(layer, weights)
+    layers = sorted(per_layer)
+    scores = {name: np.concatenate([per_layer[layer][name] for layer in layers]) for name in per_layer[layers[0]]}
     info = handle.info
+    if not writes_known:
+        return scores, np.full((info.n_layers, info.n_heads), np.nan)
     norms = np.zeros((info.n_layers, info.n_heads))
     with torch.inference_mode():
         for layer, z in enumerate(result.head_outputs):
             weight = handle.parts.head_write_weight(layer).view(-1, info.n_heads, info.head_dim)
             writes = torch.einsum("thd,mhd->htm", z[0].float(), weight.float())
             norms[layer] = writes.norm(dim=-1).mean(dim=-1).cpu().numpy()
-    return patterns, norms / np.median(norms, axis=1, keepdims=True)
+    return scores, norms / np.median(norms, axis=1, keepdims=True)
 
 
 def _special_masks(handle: ModelHandle, token_ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -137,21 +153,36 @@ def head_census(handle: ModelHandle, text: str | None = None, *, probe_length: i
     """
     info = handle.info
     probe, probe_ids = _probe_ids(handle, probe_length, seed)
-    probe_patterns, probe_norms = _run(handle, probe)
+
+    def probe_scores(patterns: np.ndarray) -> dict[str, np.ndarray]:
+        return {"induction": induction_score(patterns, probe_ids),
+                "duplicate_token": duplicate_token_score(patterns, probe_ids)}
+
+    token_ids = probe_ids if text is None else encode_text(handle, text, max_tokens)[0][0].numpy()
+    masks = _special_masks(handle, token_ids)
+
+    def text_layer_scores(patterns: np.ndarray) -> dict[str, np.ndarray]:
+        return text_scores(patterns, token_ids, info.causal, masks)
+
     if text is None:
-        patterns, norms, token_ids = probe_patterns, probe_norms, probe_ids
+        scores, norms = _run(handle, probe, lambda patterns: {**probe_scores(patterns),
+                                                              **text_layer_scores(patterns)})
     else:
-        ids, _ = encode_text(handle, text, max_tokens)
-        patterns, norms = _run(handle, ids)
-        token_ids = ids[0].numpy()
-    scores = {
-        "induction": induction_score(probe_patterns, probe_ids),
-        "duplicate_token": duplicate_token_score(probe_patterns, probe_ids),
-        **text_scores(patterns, token_ids, info.causal, _special_masks(handle, token_ids)),
-        "output_norm": norms,
-    }
+        scores, _ = _run(handle, probe, probe_scores)
+        text_part, norms = _run(handle, torch.from_numpy(token_ids)[None], text_layer_scores)
+        scores.update(text_part)
+    scores["output_norm"] = norms
     frame = heads_frame(info.n_layers, info.n_heads, **{name: scores[name] for name in SCORE_COLUMNS})
     return label_heads(frame, thresholds or LabelThresholds())
+
+
+def text_census(handle: ModelHandle, text: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> pd.DataFrame:
+    """The scores defined on ``text`` alone, from one forward (no probe): one row per head, for dataset sweeps."""
+    token_ids = encode_text(handle, text, max_tokens)[0][0].numpy()
+    masks = _special_masks(handle, token_ids)
+    scores, norms = _run(handle, torch.from_numpy(token_ids)[None],
+                         lambda patterns: text_scores(patterns, token_ids, handle.info.causal, masks))
+    return heads_frame(handle.info.n_layers, handle.info.n_heads, **scores, output_norm=norms)
 
 
 def _label(row: pd.Series, t: LabelThresholds) -> str:

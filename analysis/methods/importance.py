@@ -53,7 +53,8 @@ def ablation_importance(handle: ModelHandle, input_ids: torch.Tensor, metric: Me
                         mode: str = "zero", progress: Progress | None = None) -> pd.DataFrame:
     """Exact Δmetric of ablating each head alone, reusing the clean prefix below each head's layer.
 
-    ``progress(done_layers, n_layers)`` is called after each layer. Columns: delta (signed), importance (|delta|).
+    ``progress(done_layers, n_layers)`` is called after each layer; an exception raised from it stops the
+    computation (that is how a job is cancelled). Columns: delta (signed), importance (|delta|).
     """
     _check(handle, mode)
     info = handle.info

@@ -7,6 +7,7 @@ are preserved up to the block size, so a pooled causal pattern still reads as "w
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def block_edges(length: int, blocks: int) -> np.ndarray:
@@ -15,16 +16,55 @@ def block_edges(length: int, blocks: int) -> np.ndarray:
     return np.linspace(0, length, blocks + 1).round().astype(int)
 
 
-def pool_pattern(pattern: np.ndarray, rows: int, cols: int | None = None) -> np.ndarray:
-    """Mean of ``pattern`` [..., Q, K] over blocks: at most ``rows`` × ``cols`` cells (NaNs ignored)."""
+def pool_pattern(pattern: np.ndarray, rows: int, cols: int | None = None, skip_first_key: bool = False
+                 ) -> np.ndarray:
+    """Mean of ``pattern`` [..., Q, K] over blocks: at most ``rows`` × ``cols`` cells (NaNs ignored).
+
+    ``skip_first_key`` leaves key 0 (the attention sink) out of the means without copying the pattern.
+    """
     cols = rows if cols is None else cols
     queries, keys = pattern.shape[-2:]
-    if queries <= rows and keys <= cols:
+    if queries <= rows and keys <= cols and not skip_first_key:
         return pattern
     row_edges, col_edges = block_edges(queries, rows), block_edges(keys, cols)
-    values = np.nan_to_num(pattern, nan=0.0).astype(np.float64, copy=False)
-    counts = (~np.isnan(pattern)).astype(np.float64)
-    summed = np.add.reduceat(np.add.reduceat(values, row_edges[:-1], axis=-2), col_edges[:-1], axis=-1)
-    present = np.add.reduceat(np.add.reduceat(counts, row_edges[:-1], axis=-2), col_edges[:-1], axis=-1)
+    floating = pattern.dtype if np.issubdtype(pattern.dtype, np.floating) else np.float64
+    values = np.asarray(pattern, dtype=floating)
+
+    def block_sums(array: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(np.add.reduceat(array, row_edges[:-1], axis=-2), col_edges[:-1], axis=-1)
+
+    missing = np.isnan(values)
+    if missing.any():
+        values = np.where(missing, 0, values)
+    sums = block_sums(values)
+    counts = block_sums((~missing).astype(floating)) if missing.any() else (
+        np.diff(row_edges)[:, None] * np.diff(col_edges)[None, :]).astype(floating)
+    if skip_first_key:
+        counts = np.array(np.broadcast_to(counts, sums.shape))
+        first = np.add.reduceat(values[..., 0], row_edges[:-1], axis=-1)
+        present = np.add.reduceat((~missing[..., 0]).astype(floating), row_edges[:-1], axis=-1)
+        sums[..., 0] -= first
+        counts[..., 0] -= present
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(present > 0, summed / np.maximum(present, 1), np.nan)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).astype(floating, copy=False)
+
+
+def thumbnails(weights: torch.Tensor, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """Block means of one layer's patterns [heads, T, T] at ``cells`` × ``cells``, with and without key 0.
+
+    Uses torch's adaptive average pooling (bins ``⌊i·T/c⌋ … ⌈(i+1)·T/c⌉``, exact blocks when c divides T), fast
+    enough to run inside every forward of a trace.
+    """
+    weights = weights.float()
+    n_tokens = weights.shape[-1]
+    pooled = torch.nn.functional.adaptive_avg_pool2d(weights, cells)
+    starts = (torch.arange(cells) * n_tokens) // cells
+    ends = -((-(torch.arange(1, cells + 1) * n_tokens)) // cells)
+    sizes = (ends - starts).to(weights)
+    first_key = torch.nn.functional.adaptive_avg_pool1d(weights[..., 0][:, None], cells)[:, 0]  # [heads, cells]
+    without = pooled.clone()
+    width = sizes[0]
+    block_sum = pooled[..., 0] * sizes[None, :] * width
+    remaining = block_sum - first_key * sizes[None, :]
+    without[..., 0] = remaining / (sizes[None, :] * (width - 1)) if width > 1 else float("nan")
+    return pooled.cpu().numpy(), without.cpu().numpy()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from analysis.datasets import PairRow
+
 IOI_PROMPT = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED_IOI_PROMPT = "When Mary and John went to the store, Mary gave a drink to"  # the IOI prompt, subject swapped
 
@@ -48,3 +50,34 @@ def repeated_random_text(tokenizer, length: int = 25, seed: int = 0) -> str:
     ids = random_token_ids(tokenizer, length, seed)
     once = tokenizer.decode(ids.tolist())
     return once + once
+
+
+FACTUAL_PROMPT = "The Eiffel Tower is in the city of"
+CORRUPTED_FACTUAL_PROMPT = "The Colosseum is in the city of"  # the subject swapped (Meng et al. 2022)
+PATCHING_PAIRS: dict[str, str] = {
+    "ioi": "IOI: the subject repeated vs the names swapped (answer ' Mary' vs ' John')",
+    "induction": "Induction: a repeated random sequence vs its first half resampled",
+    "factual": "Factual recall: the Eiffel Tower vs the Colosseum (' Paris' vs ' Rome')",
+}
+
+
+def patching_pair(name: str, tokenizer, length: int = 10, seed: int = 0) -> PairRow:
+    """A built-in clean/corrupted pair (``PATCHING_PAIRS``). The induction pair is ``length`` random tokens A
+    written again without its last token, vs B + the same second half, with B freshly drawn: the clean run
+    should predict A's last token by induction, the distractor is B's last token. Seeded, so it is the same
+    for a model every time."""
+    if name == "ioi":
+        return PairRow(IOI_PROMPT, CORRUPTED_IOI_PROMPT, " Mary", " John")
+    if name == "factual":
+        return PairRow(FACTUAL_PROMPT, CORRUPTED_FACTUAL_PROMPT, " Paris", " Rome")
+    if name != "induction":
+        raise ValueError(f"Unknown prompt pair '{name}'; use one of {', '.join(PATCHING_PAIRS)}.")
+    for attempt in range(50):  # the first seed from ``seed`` whose texts re-encode to the same tokens
+        ids = random_token_ids(tokenizer, 2 * length, seed + attempt).tolist()
+        first, resampled = ids[:length], ids[length:]
+        clean, corrupted = first + first[:-1], resampled + first[:-1]
+        texts = [tokenizer.decode(clean), tokenizer.decode(corrupted)]
+        if [tokenizer.encode(text, add_special_tokens=False) for text in texts] == [clean, corrupted]:
+            return PairRow(*texts, tokenizer.decode(first[-1:]), tokenizer.decode(resampled[-1:]))
+    raise ValueError("This vocabulary's random tokens do not keep their boundaries when written as text, so "
+                     "no induction pair of equal token lengths was found.")

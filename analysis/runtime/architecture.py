@@ -18,10 +18,12 @@ edited.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass, field, replace
 
 import torch
+import torch.utils.checkpoint
 from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 from transformers.pytorch_utils import Conv1D
 
@@ -109,16 +111,19 @@ class ModelParts:
         return inputs
 
     def run_layers(self, residual: torch.Tensor, start: int, record: CallRecord,
-                   residuals: list[torch.Tensor] | None = None) -> torch.Tensor:
+                   residuals: list[torch.Tensor] | None = None, checkpoint: bool = False) -> torch.Tensor:
         """Run layers ``start…L−1`` from the residual stream entering ``start``; returns the final stream.
 
-        If ``residuals`` is a list, the stream entering each layer is appended to it.
+        If ``residuals`` is a list, the stream entering each layer is appended to it. ``checkpoint`` keeps only
+        each layer's input for the backward pass and recomputes the layer there (long texts with gradients).
         """
         inputs = self.layer_inputs(residual)
         for index in range(start, len(self.layers)):
             if residuals is not None:
                 residuals.append(residual)
-            output = self.layers[index](residual, **inputs[index], **{CALL_KEYWORD: record})
+            layer = functools.partial(self.layers[index], **inputs[index], **{CALL_KEYWORD: record})
+            output = (torch.utils.checkpoint.checkpoint(layer, residual, use_reentrant=False) if checkpoint
+                      else layer(residual))
             residual = output[0] if isinstance(output, tuple) else output
         return residual
 

@@ -7,7 +7,9 @@ attention module's own ``eager_attention_forward`` and, when the call carries an
 
 - ``head_output`` (z): the attention result per query head, [batch, query, heads, head_dim], just before the
   output projection. Head edits act here.
-- ``pattern``: the attention weights [batch, heads, query, key].
+- ``pattern``: the attention weights [batch, heads, query, key]. They are quadratic in the text's length, so
+  a call either keeps them (short texts), hands each layer's weights to ``on_pattern`` and lets them go
+  (pooling, scores, streaming), or stops right after the one layer it needs (``stop_after_layer``).
 
 The record is created for one call and dropped after it, so nothing is installed on the shared model and
 concurrent callers with different edits each get their own answer. Without ``atlas_call`` the function is
@@ -29,6 +31,10 @@ ATTENTION_NAME = "atlas"
 CALL_KEYWORD = "atlas_call"
 
 
+class StopForward(Exception):
+    """Raised inside a forward once the layer a caller needed has run: the rest of the model is skipped."""
+
+
 @dataclass
 class CallRecord:
     """What one forward call edits and keeps; filled in as the model's attention modules run."""
@@ -38,6 +44,8 @@ class CallRecord:
     keep_patterns: bool = False
     keep_head_outputs: bool = False
     position_offset: int = 0  # position of the first query (generation with a KV cache)
+    on_pattern: Callable[[int, torch.Tensor], None] | None = None  # called with (layer, weights) as each runs
+    stop_after_layer: int | None = None  # raise StopForward once this layer's attention has run
     patterns: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, heads, query, key]
     head_outputs: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, query, heads, head_dim]
     call_order: list[int] = field(default_factory=list)  # id(module) of each attention call, in order
@@ -54,6 +62,10 @@ class CallRecord:
             self.patterns[layer] = weights
         if self.keep_head_outputs:
             self.head_outputs[layer] = output
+        if self.on_pattern is not None:
+            self.on_pattern(layer, weights)
+        if layer == self.stop_after_layer:
+            raise StopForward(layer)
         return output
 
 

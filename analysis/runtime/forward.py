@@ -9,12 +9,16 @@ where the architecture does not allow that restart (``ModelParts.supports_restar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
-from analysis.runtime.attention import CALL_KEYWORD, CallRecord
+from analysis.runtime.attention import CALL_KEYWORD, CallRecord, StopForward
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import EditTensors
+
+
+CHECKPOINT_TOKENS = 1024
 
 
 class InterventionsUnsupported(RuntimeError):
@@ -60,25 +64,33 @@ def run_model(
     start_residual: torch.Tensor | None = None,
     grad: bool = False,
     last_logits: int | None = None,
+    on_pattern: Callable[[int, torch.Tensor], None] | None = None,
 ) -> ForwardResult:
     """Run ``input_ids`` [1 or batch, tokens] with ``edits`` (one batch row each) on the model's own code.
 
     With ``start_layer`` > 0, ``start_residual`` is the residual stream entering that layer; if the model
     does not allow a restart, the full forward runs instead (same numbers, same layers kept).
     ``last_logits`` = n unembeds only the last n positions (a large vocabulary's unembedding can cost more
-    than all the layers).
+    than all the layers). ``on_pattern(layer, weights)`` sees each layer's attention weights as it runs (for
+    scores or pooling that must not keep every layer's quadratic pattern). With ``grad`` on texts longer
+    than ``CHECKPOINT_TOKENS``, layers are checkpointed (recomputed during the backward pass), so the memory
+    for gradients holds one layer's attention at a time instead of every layer's.
     """
     check_editable(handle)
     parts = handle.parts
     batch = edits.batch if edits is not None else input_ids.shape[0]
-    record = CallRecord(parts.layer_of, edits, keep_patterns, keep_head_outputs)
-    restart = start_layer > 0 and parts.supports_restart
+    record = CallRecord(parts.layer_of, edits, keep_patterns, keep_head_outputs, on_pattern=on_pattern)
+    checkpoint = grad and parts.supports_restart and input_ids.shape[1] > CHECKPOINT_TOKENS and not keep_patterns
+    if checkpoint and start_layer == 0:  # the stream entering layer 0, from a forward without gradients
+        start_residual = run_model(handle, input_ids[:1], keep_residuals=True, last_logits=1).residuals[0].clone()
+    restart = (start_layer > 0 or checkpoint) and parts.supports_restart
     result = ForwardResult(logits=torch.empty(0))
     with torch.enable_grad() if grad else torch.inference_mode():
         if restart:
             residual = start_residual.to(handle.device)
             residual = residual.expand(batch, *residual.shape[1:]) if residual.shape[0] != batch else residual
-            final = parts.run_layers(residual, start_layer, record, result.residuals if keep_residuals else None)
+            final = parts.run_layers(residual, start_layer, record, result.residuals if keep_residuals else None,
+                                     checkpoint=checkpoint)
             result.logits = parts.readout(final if last_logits is None else final[:, -last_logits:])
         else:
             ids = input_ids.to(handle.device)
@@ -93,3 +105,26 @@ def run_model(
     result.patterns = [record.patterns[layer] for layer in kept if layer in record.patterns]
     result.head_outputs = [record.head_outputs[layer] for layer in kept if layer in record.head_outputs]
     return result
+
+
+def layer_attention(handle: ModelHandle, input_ids: torch.Tensor, layer: int, residual: torch.Tensor | None = None,
+                    edits: EditTensors | None = None) -> torch.Tensor:
+    """One layer's attention weights [batch, heads, query, key], running no more of the model than needed.
+
+    With ``residual`` (the stream entering ``layer``) and a model that allows the restart, only that layer's
+    attention runs; otherwise a forward from the tokens, with the ``edits`` that made that residual (one batch
+    row), that stops right after the layer. View-only models give the library's ``output_attentions``.
+    """
+    parts = handle.parts
+    if not parts.supports_interventions:
+        return run_patterns(handle, input_ids).patterns[layer]
+    record = CallRecord(parts.layer_of, edits, keep_patterns=True, stop_after_layer=layer)
+    with torch.inference_mode():
+        try:
+            if residual is not None and parts.supports_restart:
+                parts.run_layers(residual.to(handle.device), layer, record)
+            else:
+                handle.model(input_ids.to(handle.device), use_cache=False, **{CALL_KEYWORD: record})
+        except StopForward:
+            pass
+    return record.patterns[layer]

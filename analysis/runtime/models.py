@@ -30,6 +30,12 @@ class EmbeddedModel:
     gguf_file: str | None
     causal: bool
     install_hint: str
+    part_paths: tuple[str, ...] = ()  # further package folders the model needs (Gemma's four parts)
+
+    @property
+    def short_title(self) -> str:
+        """The title without its description, e.g. 'SmolLM2-135M-Instruct'."""
+        return self.title.split(" (")[0]
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
@@ -69,6 +75,18 @@ def site_packages_dirs() -> list[Path]:
     """The folders where installed packages live (purelib and platlib)."""
     paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     return [Path(p) for p in sorted(paths)]
+
+
+def is_installed(name: str) -> bool:
+    """True if an embedded model's package files are present (a quick look: nothing is read or assembled)."""
+    model = EMBEDDED_MODELS[name]
+    main = f"{model.relative_path}/{model.gguf_file}" if model.gguf_file else model.relative_path
+    return all(any((root / path).exists() for root in site_packages_dirs()) for path in (main, *model.part_paths))
+
+
+def model_title(name: str) -> str:
+    """How the app names a model: an embedded model's short title, else the name as given."""
+    return EMBEDDED_MODELS[name].short_title if name in EMBEDDED_MODELS else name
 
 
 def _find_embedded(model: EmbeddedModel) -> ModelSource:

@@ -6,11 +6,14 @@ import html
 _VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
 
 
+def visible_token(text: str) -> str:
+    """Show spaces, newlines and tabs as visible marks, for plain-text places (tables, metrics): ' <b>' -> '␣<b>'."""
+    return "".join(_VISIBLE.get(ch, ch) for ch in text) if text else "∅"
+
+
 def display_token(text: str) -> str:
-    """Show spaces, newlines and tabs as visible marks and escape HTML (e.g. ' <b>' -> '␣&lt;b&gt;')."""
-    if text == "":
-        return "∅"
-    return html.escape("".join(_VISIBLE.get(ch, ch) for ch in text), quote=True)
+    """``visible_token`` with HTML escaped, for places that render HTML (Plotly labels): ' <b>' -> '␣&lt;b&gt;'."""
+    return html.escape(visible_token(text), quote=True)
 
 
 def token_strings(tokenizer, token_ids) -> list[str]:

@@ -1,0 +1,131 @@
+"""What a job computes per dataset row: one per-head table, the same in-process and on a Dask worker.
+
+Kinds: ``census`` (the census scores defined on a text, ``analysis.methods.census.text_census``),
+``gradient`` and ``exact`` importance (``analysis.methods.importance``) for a metric, whose log-prob target is
+a pair row's target unless one is given, and ``patching`` (``analysis.methods.patching.head_patching``) over
+(clean, corrupted, target, distractor) rows. ``compute_rows`` runs a kind over rows; a row that cannot be
+computed (an empty text, a span outside it, a corrupted prompt of another token length) becomes a row error,
+and the other rows go on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pandas as pd
+
+from analysis.datasets import row_text
+from analysis.heads import heads_frame
+from analysis.methods.census import text_census
+from analysis.methods.importance import ablation_importance, gradient_importance
+from analysis.methods.metrics import Metric, resolve_target
+from analysis.methods.patching import PatchingMetric, head_patching
+from analysis.runtime.handle import ModelHandle
+from analysis.runtime.trace import encode_text
+
+RowProgress = Callable[[int, int, int], None]  # (row, done steps, total steps); raising from it stops the job
+StepProgress = Callable[[int, int], None]
+
+
+class JobCancelled(Exception):
+    """Raised inside a running job when someone asked to cancel it."""
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A per-row computation: its value columns (the first is shown by default) and the row fields it needs."""
+
+    name: str
+    title: str
+    values: tuple[str, ...]
+    compute: Callable[[ModelHandle, dict[str, str], dict[str, Any], int, StepProgress | None], pd.DataFrame]
+    needs_pairs: bool = False
+    needs_causal: bool = False  # next-token metrics: not for encoders
+    uses_metric: bool = False
+    step_name: str = ""  # what progress inside one row counts ("layer"), if it reports any
+    help: str = ""
+
+
+def row_metric(handle: ModelHandle, row: dict[str, str], options: dict[str, Any]) -> Metric:
+    """The importance metric for a row; a log-prob target comes from the options, else from the row's target."""
+    name = options.get("metric", "loss")
+    target_id = None
+    if name == "logprob":
+        target_id, _ = resolve_target(handle.tokenizer, options.get("target") or row.get("target", ""))
+    start, end = options.get("span", (0, 0))
+    return Metric(name, (int(start), int(end)), target_id)
+
+
+def _ids(handle: ModelHandle, text: str, max_tokens: int):
+    return encode_text(handle, text, max_tokens)[0]
+
+
+def _census(handle, row, options, max_tokens, progress):
+    return text_census(handle, row_text(row), max_tokens)
+
+
+def _gradient(handle, row, options, max_tokens, progress):
+    frame = gradient_importance(handle, _ids(handle, row_text(row), max_tokens), row_metric(handle, row, options),
+                                options.get("mode", "zero"))
+    return frame[["head", "layer", "head_index", "importance", "estimate", "gradient"]]
+
+
+def _exact(handle, row, options, max_tokens, progress):
+    return ablation_importance(handle, _ids(handle, row_text(row), max_tokens), row_metric(handle, row, options),
+                               options.get("mode", "zero"), progress)
+
+
+def _patching(handle, row, options, max_tokens, progress):
+    target, _ = resolve_target(handle.tokenizer, row["target"])
+    distractor, _ = resolve_target(handle.tokenizer, row["distractor"])
+    metric = PatchingMetric(options.get("metric", "logit_diff"), target, distractor)
+    return head_patching(handle, _ids(handle, row["clean"], max_tokens), _ids(handle, row["corrupted"], max_tokens),
+                         metric, options.get("direction", "denoise"), progress)
+
+
+CENSUS_VALUES = ("previous_token", "induction_text", "duplicate_text", "first_token", "self", "mean_distance",
+                 "local_mass", "entropy", "cls_mass", "sep_mass", "punct_mass", "output_norm")
+
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
+    JobKind("census", "Head census scores", CENSUS_VALUES, _census,
+            help="The census scores defined on a text (previous-token, induction on repeated tokens, sink, "
+                 "positional, broad, …), one forward per row."),
+    JobKind("gradient", "Importance: gradient", ("importance", "estimate", "gradient"), _gradient, needs_causal=True,
+            uses_metric=True,
+            help="|∂metric/∂gate| per head (Michel et al. 2019), one forward and one backward per row."),
+    JobKind("exact", "Importance: exact ablation", ("delta", "importance"), _exact, needs_causal=True, uses_metric=True,
+            step_name="layer",
+            help="The metric's change when each head alone is ablated: one restart per layer per row."),
+    JobKind("patching", "Activation patching", ("effect", "value"), _patching, needs_pairs=True, needs_causal=True,
+            step_name="head",
+            help="Each head's output patched alone between the clean and the corrupted prompt (denoise: clean into "
+                 "corrupted); effect 0 = the corrupted run, 1 = the clean run."),
+)}
+
+
+def available_kinds(has_pairs: bool, causal: bool) -> list[str]:
+    """The kinds that can run on a dataset (some need patching pairs) with a model (some need a causal LM)."""
+    return [name for name, kind in KINDS.items()
+            if (has_pairs or not kind.needs_pairs) and (causal or not kind.needs_causal)]
+
+
+def compute_rows(handle: ModelHandle, kind: JobKind, rows: list[tuple[int, dict[str, str]]],
+                 options: dict[str, Any], max_tokens: int,
+                 progress: RowProgress | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The long result table ("row" first, then the kind's per-head columns) and one error per failed row."""
+    frames, errors = [], []
+    for index, row in rows:
+        step = None if progress is None else (lambda done, total, index=index: progress(index, done, total))
+        if step is not None:
+            step(0, 1)
+        try:
+            frame = kind.compute(handle, row, options, max_tokens, step if kind.step_name else None)
+        except ValueError as error:  # TextError, MetricError, DatasetError: this row only
+            errors.append({"row": index, "message": str(error)})
+            continue
+        frames.append(frame.assign(row=index)[["row", *frame.columns]])
+        if step is not None:
+            step(1, 1)
+    if not frames:
+        return heads_frame(0, 0).assign(row=[]), errors
+    return pd.concat(frames, ignore_index=True), errors

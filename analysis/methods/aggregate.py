@@ -1,0 +1,69 @@
+"""Per-head statistics over the rows of a dataset sweep: mean, spread and a 95 % confidence interval.
+
+A sweep's rows are a long table, one line per (row, head): "row", "head", "layer", "head_index" and value
+columns. ``head_summary`` reduces one value column to one line per head with the mean over rows and
+Student's t interval mean ± t(0.975, n − 1) · s / √n (s: the sample standard deviation). Rows where the
+value is undefined (NaN, e.g. an induction score on a text without repeated tokens) are left out of that
+head's n. With n < 2 there is no interval (NaN).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+CONFIDENCE = 0.95
+HEAD_COLUMNS = ("head", "layer", "head_index")
+
+
+def _t_cdf(t: float, df: int) -> float:
+    """Student's t distribution function at t ≥ 0, by Simpson's rule on its density from 0 to t."""
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+    grid = np.linspace(0.0, t, 2001)
+    density = np.exp(log_norm - (df + 1) / 2 * np.log1p(grid ** 2 / df))
+    step = grid[1] - grid[0]
+    integral = step / 3 * (density[0] + density[-1] + 4 * density[1:-1:2].sum() + 2 * density[2:-1:2].sum())
+    return 0.5 + float(integral)
+
+
+@lru_cache(maxsize=4096)
+def t_quantile(probability: float, df: int) -> float:
+    """The ``probability`` quantile (> 0.5) of Student's t with ``df`` degrees of freedom, by bisection."""
+    if df > 1000:  # within 0.2 % of the normal quantile from here on
+        return NormalDist().inv_cdf(probability)
+    low, high = 0.0, 1.0
+    while _t_cdf(high, df) < probability:
+        high *= 2
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _t_cdf(middle, df) < probability else (low, middle)
+    return (low + high) / 2
+
+
+def head_summary(rows: pd.DataFrame, value: str) -> pd.DataFrame:
+    """One line per head: "n", "mean", "std", "ci_low", "ci_high", "ci_half" of ``value`` over rows."""
+    groups = rows.groupby(list(HEAD_COLUMNS), sort=False)[value]
+    summary = groups.agg(n="count", mean="mean", std="std").reset_index()
+    summary = summary.sort_values(["layer", "head_index"], ignore_index=True)
+    quantiles = {n: t_quantile((1 + CONFIDENCE) / 2, int(n) - 1) for n in summary["n"].unique() if n >= 2}
+    factor = summary["n"].map(lambda n: quantiles.get(n, np.nan)).astype(float)
+    summary["ci_half"] = factor * summary["std"] / np.sqrt(summary["n"].clip(lower=1))
+    summary["ci_low"] = summary["mean"] - summary["ci_half"]
+    summary["ci_high"] = summary["mean"] + summary["ci_half"]
+    return summary[[*HEAD_COLUMNS, "n", "mean", "std", "ci_low", "ci_high", "ci_half"]]
+
+
+def head_values(rows: pd.DataFrame, head: str, value: str) -> pd.DataFrame:
+    """One head's ``value`` on every row ("row", value), in row order, undefined rows left out."""
+    chosen = rows.loc[rows["head"] == head, ["row", value]].dropna()
+    return chosen.sort_values("row", ignore_index=True)
+
+
+def value_grid(summary: pd.DataFrame, column: str, n_layers: int, n_heads: int) -> np.ndarray:
+    """A summary column as a [layers, heads] array (NaN where a head has no value)."""
+    grid = np.full((n_layers, n_heads), np.nan)
+    grid[summary["layer"].to_numpy(), summary["head_index"].to_numpy()] = summary[column].to_numpy()
+    return grid

@@ -1,0 +1,118 @@
+"""Background jobs in the app: the process-wide runner, and a live panel with progress, time left and Cancel.
+
+The panel is a fragment that re-reads the job record every second (the job itself runs on Dask, outside the
+page's script run); when the job ends it reruns the whole page, which then shows the result from the record.
+"""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from analysis.jobs.cluster import ClusterError, dask_client
+from analysis.jobs.kinds import KINDS
+from analysis.jobs.records import JobRecord, JobStore
+from analysis.jobs.runner import JobRequest, JobRunner
+from components.share_links import DATABASE_ERRORS, share_store
+from components.state import update_state
+
+POLL_SECONDS = 1.0
+_START_PROBLEM = "atlas_job_start_problem"
+
+
+@st.cache_resource(show_spinner=False)
+def job_store() -> JobStore:
+    """Job records in the share database; jobs left running by an earlier server are marked failed."""
+    store = JobStore(share_store())
+    store.fail_orphans()
+    return store
+
+
+@st.cache_resource(show_spinner=False)
+def job_runner() -> JobRunner:
+    """The process's job runner (the Dask cluster starts with the first job)."""
+    return JobRunner(job_store(), dask_client)
+
+
+def start_job(request: JobRequest, priority: int = 0, **state_changes) -> None:
+    """Button callback: submit the job and show it (``job`` and ``state_changes`` go to the view state).
+
+    If it cannot start, the reason is kept for ``start_problem`` to show on the next run.
+    """
+    try:
+        job_id = job_runner().submit(request, priority)
+    except (ValueError, ClusterError, *DATABASE_ERRORS) as error:
+        st.session_state[_START_PROBLEM] = f"Could not start the job: {error}"
+        return
+    update_state(job=job_id, **state_changes)
+
+
+def start_problem() -> None:
+    """Show why the last job could not start, once."""
+    if _START_PROBLEM in st.session_state:
+        st.error(st.session_state.pop(_START_PROBLEM))
+
+
+def load_job(job_id: str) -> JobRecord | None:
+    """The job's record without its result (None if unknown, or the database is unreachable)."""
+    try:
+        return job_store().load(job_id, with_result=False)
+    except DATABASE_ERRORS:
+        return None
+
+
+@st.cache_data(max_entries=16, show_spinner="Loading the job's result…")
+def job_result(job_id: str) -> pd.DataFrame:
+    """A finished job's result table (finished results never change, so they are cached by id)."""
+    return job_store().load(job_id).frame()
+
+
+def job_link(job_id: str) -> str:
+    """This page's URL with only ``?job=<id>``: what a teammate opens to see the job."""
+    return f"{(st.context.url or '').split('?')[0]}?job={job_id}"
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '3 min 05 s' or '2 h 10 min'."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def progress_text(record: JobRecord) -> str:
+    """What the progress bar says: the kind, how far, and the time left."""
+    title = KINDS[record.kind].title if record.kind in KINDS else record.kind
+    if record.status == "queued" or not record.detail:
+        return f"{title}: starting (the first job starts the workers and loads the model)…"
+    left = record.seconds_left()
+    estimate = f" — about {duration(left)} left" if left is not None else ""
+    return f"{title}: {record.detail}{estimate}"
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def job_progress(job_id: str) -> None:
+    """Progress, time left and a Cancel button while the job runs; reruns the page when it ends."""
+    record = load_job(job_id)
+    if record is None or not record.active:
+        st.rerun(scope="app")
+    st.progress(record.fraction, text=progress_text(record))
+    if record.cancel_requested:
+        st.caption("Cancelling…")
+    else:
+        st.button("Cancel", key=f"cancel_{job_id}", icon=":material/cancel:", on_click=job_store().request_cancel,
+                  args=(job_id,))
+    started = record.started_at or record.created_at
+    st.caption(f"Job {job_id} · running for {duration(time.time() - started)} on the Dask workers; this page "
+               "and everyone else's stay responsive. Its link reopens the result when it is done.")
+
+
+def job_outcome(record: JobRecord) -> None:
+    """A message for a job that ended without a result (failed or cancelled)."""
+    if record.status == "failed":
+        st.error(f"Job {record.id} failed: {record.message}")
+    elif record.status == "cancelled":
+        st.warning(f"Job {record.id} was cancelled.")

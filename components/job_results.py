@@ -1,0 +1,127 @@
+"""A finished sweep: per-head means with 95 % intervals, one head's values over the rows, rows to open, downloads."""
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import streamlit as st
+
+from analysis.datasets import Dataset
+from analysis.jobs.kinds import KINDS
+from analysis.jobs.records import JobRecord
+from analysis.methods.aggregate import CONFIDENCE, head_summary, head_values
+from components.ablation_figures import importance_grid
+from components.dataset_figures import interval_figure, row_distribution, summary_hover
+from components.head_picker import add_head_click_layer, head_grid
+from components.job_panel import job_result
+from components.navigation import PAGES, page_file
+from components.state import bind, update_state
+
+_OPEN_PAGE = "atlas_sweep_open_page"
+
+
+def _downloads(frame: pd.DataFrame, stem: str, label: str, formats: tuple[str, ...]) -> None:
+    columns = st.columns(len(formats))
+    for column, kind in zip(columns, formats):
+        if kind == "csv":
+            data, mime = frame.to_csv(index=False), "text/csv"
+        elif kind == "json":
+            data, mime = frame.to_json(orient="records", indent=1), "application/json"
+        else:
+            buffer = io.BytesIO()
+            frame.to_parquet(buffer, index=False)
+            data, mime = buffer.getvalue(), "application/vnd.apache.parquet"
+        with column:
+            st.download_button(f"{label} ({kind.upper()})", data, file_name=f"{stem}.{kind}", mime=mime,
+                               key=f"download_{stem}_{kind}", icon=":material/download:")
+
+
+def _row_state(record: JobRecord, dataset: Dataset, row: int, layer: int, head: int) -> dict:
+    """The view state that opens one row of the sweep on any page, with the selected head."""
+    changes = {"model": record.model, "text": dataset.texts[row], "max_tokens": int(record.params["max_tokens"]),
+               "layer": layer, "head": head, "token": -1}
+    if dataset.has_pairs:
+        pair = dataset.pairs[row]
+        changes.update(compare_text=pair.corrupted, target=pair.target, patch_target=pair.target,
+                       patch_distractor=pair.distractor)
+    return changes
+
+
+def _open_page(changes: dict, page: str) -> None:
+    update_state(**changes)
+    st.session_state[_OPEN_PAGE] = page
+
+
+def _open_row(record: JobRecord, dataset: Dataset, row: int, layer: int, head: int) -> None:
+    st.markdown(f"**Row {row}:** {dataset.texts[row]}")
+    if dataset.has_pairs:
+        pair = dataset.pairs[row]
+        st.caption(f"Corrupted: {pair.corrupted} · target {pair.target!r} · distractor {pair.distractor!r}")
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    with left:
+        page = st.selectbox("Open this row in", [key for *_, key in PAGES if key != "datasets"],
+                            format_func={key: title for _, title, _, key in PAGES}.get, key="sweep_open_page")
+    with right:
+        st.button("Open the row", key="sweep_open_row", icon=":material/open_in_new:", on_click=_open_page,
+                  args=(_row_state(record, dataset, row, layer, head), page))
+
+
+def sweep_results(record: JobRecord, state: dict) -> None:
+    """The finished job's grids, the selected head's distribution over rows, the rows and the downloads."""
+    if _OPEN_PAGE in st.session_state:
+        st.switch_page(page_file(st.session_state.pop(_OPEN_PAGE)))
+    rows = job_result(record.id)
+    dataset = Dataset.from_dict(record.params["dataset"])
+    values = [value for value in KINDS[record.kind].values if value in rows.columns and rows[value].notna().any()]
+    n_layers, n_heads = int(rows["layer"].max()) + 1, int(rows["head_index"].max()) + 1
+    top = st.columns([2, 1, 1])
+    with top[0]:
+        value = state["sweep_value"] if state["sweep_value"] in values else values[0]
+        bind(st.selectbox, "sweep_value", "Value", options=values, index=values.index(value))
+        value = state["sweep_value"] if state["sweep_value"] in values else values[0]
+    computed = rows["row"].nunique()
+    top[1].metric("Rows computed", f"{computed:,} of {len(dataset):,}")
+    top[2].metric("Heads", f"{n_layers} × {n_heads}")
+    if record.row_errors:
+        with st.expander(f"{len(record.row_errors)} row(s) could not be computed"):
+            st.markdown("\n".join(f"- row {error['row']}: {error['message']}" for error in record.row_errors[:50]))
+
+    summary = head_summary(rows, value)
+    signed = bool((summary["mean"] < 0).any())
+    left, right = st.columns(2)
+    with left:
+        picked = head_grid(add_head_click_layer(
+            importance_grid(summary, "mean", f"Mean {value} over {computed} rows (click a head)", signed),
+            n_layers, n_heads, summary_hover(summary, value), marker_size=14), key="sweep_mean_grid")
+    with right:
+        intervals, widths = st.tabs(["95 % intervals", "Interval width"])
+        with intervals:
+            st.plotly_chart(interval_figure(summary, value), config={"displayModeBar": False}, key="sweep_intervals")
+        with widths:
+            st.plotly_chart(importance_grid(summary, "ci_half", f"Half-width of the {CONFIDENCE:.0%} interval",
+                                            signed=False), config={"displayModeBar": False}, key="sweep_widths")
+    if picked is not None:
+        update_state(layer=picked[0], head=picked[1])
+    layer = int(state["layer"]) if state["layer"] < n_layers else 0
+    head = int(state["head"]) if state["head"] < n_heads else 0
+    label = f"L{layer}H{head}"
+    line = summary.iloc[layer * n_heads + head]
+    per_row = head_values(rows, label, value)
+    st.subheader(f"{label} over the rows")
+    st.plotly_chart(row_distribution(per_row, value, label, list(dataset.texts), line["mean"],
+                                     (line["ci_low"], line["ci_high"])),
+                    config={"displayModeBar": False}, key="sweep_distribution")
+    table = per_row.assign(text=[dataset.texts[row] for row in per_row["row"]])
+    st.caption("Pick a row to open its prompt on any page.")
+    event = st.dataframe(table, hide_index=True, width="stretch", height=260, on_select="rerun",
+                         selection_mode="single-row", key="sweep_rows_table")
+    chosen = event.selection.rows if event is not None else []
+    if chosen:
+        update_state(sweep_row=int(table["row"].iloc[chosen[0]]))
+    if 0 <= state["sweep_row"] < len(dataset):
+        _open_row(record, dataset, int(state["sweep_row"]), layer, head)
+
+    st.subheader("Downloads")
+    stem = f"{record.kind}-{record.id}"
+    _downloads(summary.assign(value=value), f"{stem}-{value}-per-head", f"Per-head {value}", ("csv", "json", "parquet"))
+    _downloads(rows, f"{stem}-rows", "Every row × head", ("csv", "parquet"))

@@ -1,0 +1,87 @@
+"""Process-wide caches for activation patching, keyed by the request (model, prompts, token cap, metric, direction).
+
+The attribution estimate and the baseline are quick and cached with ``st.cache_data``. The exact grids report
+progress while they run, which ``st.cache_data`` cannot replay, so they live in the process-wide cache under the
+one memory budget (``analysis.memory_budget``), and are drawn with a progress bar the first time.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import pandas as pd
+import streamlit as st
+
+from analysis.memory_budget import shared_cache
+from analysis.methods.patching import PatchingMetric, attribution_patching, head_patching, head_position_patching, \
+    residual_patching
+from analysis.methods.patching_runs import Progress, prepare_runs
+from analysis.runtime.tokens import token_strings
+from components.ablation_cache import input_ids
+from components.cache import cached_model
+
+
+class PatchRequest(NamedTuple):
+    """Everything a patching result depends on (hashable, so it keys the caches)."""
+
+    model: str
+    clean: str
+    corrupted: str
+    max_tokens: int
+    metric: str
+    target_id: int | None
+    distractor_id: int | None
+    direction: str
+
+    def arguments(self) -> tuple:
+        """(handle, clean ids, corrupted ids, metric) for the ``analysis.methods.patching`` functions."""
+        return (cached_model(self.model), input_ids(self.model, self.clean, self.max_tokens),
+                input_ids(self.model, self.corrupted, self.max_tokens),
+                PatchingMetric(self.metric, self.target_id, self.distractor_id))
+
+
+class RunSummary(NamedTuple):
+    """The resolved tokens and the metric on the two unpatched runs."""
+
+    target: str
+    distractor: str
+    clean: float
+    corrupted: float
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_summary(request: PatchRequest) -> RunSummary:
+    """Run both prompts once; raises PatchingError or MetricError with a message for people."""
+    handle, clean, corrupted, metric = request.arguments()
+    runs = prepare_runs(handle, clean, corrupted, metric)
+    target, distractor = token_strings(handle.tokenizer, [runs.metric.target_id, runs.metric.distractor_id])
+    return RunSummary(target, distractor, runs.baseline.clean, runs.baseline.corrupted)
+
+
+@st.cache_data(max_entries=64, show_spinner="Attribution patching (two forwards, one backward)…")
+def cached_attribution(request: PatchRequest) -> pd.DataFrame:
+    """The linear estimate of every head's patching effect."""
+    return attribution_patching(*request.arguments(), request.direction)
+
+
+def _exact(kind: str, request: PatchRequest, heads: tuple[tuple[int, int], ...]) -> Callable[[Progress], pd.DataFrame]:
+    if kind == "heads":
+        return lambda progress: head_patching(*request.arguments(), request.direction, progress)
+    if kind == "positions":
+        return lambda progress: head_position_patching(*request.arguments(), list(heads), request.direction,
+                                                       progress)
+    return lambda progress: residual_patching(*request.arguments(), request.direction, progress)
+
+
+def exact_result(kind: str, request: PatchRequest, label: str, heads: tuple[tuple[int, int], ...] = ()
+                 ) -> pd.DataFrame:
+    """An exact grid ("heads", "positions" for ``heads``, or "residual"): from the store, or computed now with a
+    progress bar labelled ``label``."""
+    key = ("exact patching", kind, request, heads)
+    frame = shared_cache().get(key)
+    if frame is None:
+        bar = st.progress(0.0, text=f"{label}…")
+        frame = _exact(kind, request, heads)(lambda done, total: bar.progress(
+            done / total, text=f"{label}: {done} of {total} patched runs"))
+        bar.empty()
+        shared_cache().put(key, frame)
+    return frame

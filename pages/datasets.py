@@ -1,0 +1,43 @@
+"""Datasets and jobs: sweep an analysis over many prompts as a background job; per-head means with 95 % intervals."""
+import streamlit as st
+
+from analysis.jobs.kinds import KINDS
+from analysis.jobs.runner import JobRequest
+from components.dataset_controls import dataset_source, sweep_options
+from components.job_panel import job_link, job_outcome, job_progress, load_job, start_job, start_problem
+from components.job_list import recent_jobs
+from components.job_results import sweep_results
+from components.page import page_context
+
+ctx = page_context()
+info, state = ctx.handle.info, ctx.state
+st.title("Datasets and jobs")
+
+record = load_job(state["job"]) if state["job"] else None
+if state["job"] and record is None:
+    st.warning(f"There is no job {state['job']} in this server's database (the link may be mistyped or cut off).")
+if record is not None:
+    rows = len(record.params["dataset"]["rows"])
+    st.subheader(f"{KINDS[record.kind].title if record.kind in KINDS else record.kind} on "
+                 f"{record.params['dataset']['name']} · {rows:,} rows · {record.model}")
+    st.caption("Anyone with this link sees this job and its result:")
+    st.code(job_link(record.id), language=None)
+    if record.active:
+        job_progress(record.id)
+    elif record.status == "done":
+        sweep_results(record, state)
+    else:
+        job_outcome(record)
+
+with st.expander("New sweep", expanded=record is None):
+    st.caption(f"Rows are analysed with {info.name} (the sidebar's model) on the Dask workers, outside this page: "
+               "you can keep working, and the job's link reopens its result for anyone.")
+    dataset = dataset_source(ctx.handle, state)
+    if dataset is not None:
+        kind, options = sweep_options(dataset, info.causal, state)
+        request = JobRequest(kind, info.name, info.revision, dataset, options, int(state["max_tokens"]))
+        st.button(f"Start the sweep over {len(dataset):,} rows", key="sweep_start", type="primary",
+                  icon=":material/play_arrow:", on_click=start_job, args=(request,),
+                  kwargs={"sweep_row": -1, "sweep_value": ""})
+    start_problem()
+recent_jobs()

@@ -1,0 +1,93 @@
+"""Activation patching: find the heads that carry a behaviour by swapping activations between two prompts."""
+import streamlit as st
+
+from analysis.methods.importance import rank_correlation
+from analysis.methods.metrics import MetricError
+from analysis.methods.patching import PatchingError
+from analysis.runtime.tokens import display_token
+from components.head_picker import head_grid
+from components.lab_selection import add_head
+from components.navigation import page_file
+from components.page import page_context
+from components.patching_cache import cached_attribution, cached_summary, exact_result
+from components.patching_controls import corrupted_trace_or_stop, patching_controls, position_heads
+from components.patching_figures import effect_grid, position_grid
+from components.state import bind
+
+ctx = page_context()
+info, trace, state = ctx.handle.info, ctx.trace, ctx.state
+st.title("Activation patching")
+st.caption("Run a clean and a corrupted prompt, then swap one activation between them and see how much of the "
+           "clean answer comes back (Vig et al. 2020; Meng et al. 2022; Wang et al. 2022, the IOI circuit; "
+           "Heimersheim & Nanda 2024). Effect: 0 = the corrupted run, 1 = the clean run.")
+if not info.causal:
+    st.info(f"{info.name} is an encoder: activation patching measures the next-token prediction at the last "
+            "position, so it needs a causal language model. Compare two texts on this model in Compare, or pick a "
+            "causal model in the sidebar.")
+    st.stop()
+if not info.supports_interventions:
+    st.info(" ".join(info.notes) + " Pick another model in the sidebar.")
+    st.stop()
+request = patching_controls(ctx.handle, trace, state)
+corrupted_trace_or_stop(trace, state)
+try:
+    summary = cached_summary(request)
+except (PatchingError, MetricError) as error:
+    st.error(str(error))
+    st.stop()
+centre = 0.0 if request.direction == "denoise" else 1.0
+numbers = st.columns(4)
+numbers[0].metric("Target / distractor", f"{display_token(summary.target)} / {display_token(summary.distractor)}")
+numbers[1].metric("Metric, clean run", f"{summary.clean:.3f}")
+numbers[2].metric("Metric, corrupted run", f"{summary.corrupted:.3f}")
+correlation_slot = numbers[3].empty()
+
+st.caption("Left, at once: attribution patching (Nanda 2023; Syed et al. 2023), the linear estimate "
+           "(z_source − z_base)·∂metric/∂z of every head from two forwards and one backward. It misses what is not "
+           "linear in a head's output — saturated attention, large swaps (Kramár et al. 2024) — so the exact grid "
+           "on the right, one patched run per head, is the reference. Click a head to send it to the ablation lab "
+           "as a resample from the corrupted prompt.")
+if request.metric == "kl" and request.direction == "noise":
+    st.info("KL's gradient is zero at the clean run (KL is smallest there), so the noising estimate of KL is zero "
+            "for every head; the exact grid is unaffected.")
+left, right = st.columns(2)
+with left:
+    estimate = cached_attribution(request)
+    picked = head_grid(effect_grid(estimate, "Attribution patching (linear estimate)", centre), key="patch_estimate")
+with right:
+    exact = exact_result("heads", request, "Exact head patching")
+    picked = head_grid(effect_grid(exact, f"Exact head patching ({request.direction})", centre),
+                       key="patch_exact") or picked
+correlation_slot.metric("Rank correlation estimate vs exact", f"{rank_correlation(estimate['effect'], exact['effect']):.2f}",
+                        help="Spearman's ρ over all heads.")
+if picked is not None:
+    size = add_head(info, *picked, mode="resample")
+    st.toast(f"Added L{picked[0]}H{picked[1]} to the ablation lab as a resample from the corrupted prompt "
+             f"({size} head{'s' if size > 1 else ''} selected).")
+st.page_link(page_file("lab"), label="Open the ablation lab with the selected heads (clean prompt, outputs resampled "
+             "from the corrupted one)", icon=":material/science:")
+
+table = exact[["head", "effect"]].merge(estimate[["head", "effect"]], on="head", suffixes=(" exact", " estimate"))
+st.dataframe(table.reindex((table["effect exact"] - centre).abs().sort_values(ascending=False).index).head(12),
+             hide_index=True, width="stretch")
+st.download_button("Download all heads (CSV)", table.to_csv(index=False), file_name="head_patching.csv",
+                   mime="text/csv")
+
+st.subheader("Position by position")
+heads = position_heads(ctx.handle, exact, centre)
+if heads:
+    frame = exact_result("positions", request, "Patching heads position by position", heads)
+    st.plotly_chart(position_grid(frame, "head", "Head × position: one head's output at one position", centre),
+                    key="patch_positions")
+bind(st.toggle, "patch_residual", "Residual-stream grid (layer × position, causal tracing)",
+     value=bool(state["patch_residual"]),
+     help=f"Patch the whole residual stream entering each layer at one position: {info.n_layers} × "
+          f"{trace.n_tokens} runs (Meng et al. 2022).")
+if state["patch_residual"]:
+    try:
+        frame = exact_result("residual", request, "Patching the residual stream")
+    except PatchingError as error:
+        st.error(str(error))
+    else:
+        st.plotly_chart(position_grid(frame, "layer", "Residual stream entering each layer, patched at one position",
+                                      centre), key="patch_residual_grid")

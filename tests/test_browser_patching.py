@@ -1,0 +1,42 @@
+"""Activation patching in a real browser: run the grids on the IOI pair, click a head into the ablation lab."""
+from __future__ import annotations
+
+import pytest
+
+from analysis.methods.probes import CORRUPTED_IOI_PROMPT
+from tests.browser_support import plot_point, wait_for_app
+
+pytestmark = pytest.mark.browser
+
+FIGURE_INDEX = ("(title) => [...document.querySelectorAll('.js-plotly-plot')].findIndex("
+                "gd => gd.layout && gd.layout.title && String(gd.layout.title.text).includes(title))")
+
+
+def test_patching_grid_then_a_head_into_the_lab(app_url, browser, artifacts_dir):
+    page = browser.new_page(viewport={"width": 1500, "height": 2400})
+    page.goto(app_url + "/")  # a fresh server's first session must start at the main script
+    page.get_by_text("Activation patching").first.wait_for(timeout=120_000)
+    wait_for_app(page)  # let the first run finish its imports before a second session starts
+    page.goto(app_url + "/patching?patch_heads=L23H3")
+    wait_for_app(page)
+    page.get_by_text("Rank correlation estimate vs exact").wait_for(timeout=900_000)  # ~15 s on an idle machine
+    page.wait_for_function(f"() => ({FIGURE_INDEX})('Head × position') >= 0", timeout=300_000)
+    wait_for_app(page)
+    page.screenshot(path=str(artifacts_dir / "patching.png"), full_page=True)
+
+    exact = page.evaluate(FIGURE_INDEX, "Exact head patching")
+    x, y = plot_point(page, 3, 23, index=exact)  # L23H3, the largest denoising effect on the IOI pair
+    page.mouse.click(x, y)
+    page.wait_for_url("**ablate=L23H3%3Aresample%3A0*", timeout=60_000)
+    wait_for_app(page)
+    page.get_by_text("Open the ablation lab with the selected heads").click()
+    page.wait_for_url("**/ablation_lab**")
+    wait_for_app(page)
+    page.get_by_text("Top prediction after").wait_for(timeout=120_000)
+    page.screenshot(path=str(artifacts_dir / "patching_lab.png"), full_page=True)
+    assert "ablate=L23H3%3Aresample%3A0" in page.url
+    assert page.get_by_role("textbox", name="Heads").input_value() == "L23H3"
+    # resampling the head from the corrupted prompt flips the clean prompt's answer to the corrupted one's
+    assert "John" in page.locator('[data-testid="stMetric"]').filter(has_text="Top prediction after").inner_text()
+    source = page.get_by_role("textbox", name="Second text (resample source, same token length)")
+    assert source.input_value() == CORRUPTED_IOI_PROMPT

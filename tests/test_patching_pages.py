@@ -1,0 +1,79 @@
+"""The activation-patching page in real Streamlit (AppTest): grids, the link as the whole state, bad input."""
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+
+from analysis.methods.probes import CORRUPTED_FACTUAL_PROMPT, FACTUAL_PROMPT
+from tests.test_app_foundation import messages, run_app
+
+PAGE = "pages/patching.py"
+
+
+def _array(encoded) -> np.ndarray:
+    """A Plotly array from a chart's JSON: a plain (nested) list or Plotly's base64 typed array with its shape."""
+    if not isinstance(encoded, dict):
+        return np.asarray(encoded, dtype=float)
+    values = np.frombuffer(base64.b64decode(encoded["bdata"]), dtype=encoded["dtype"])
+    return values.reshape([int(n) for n in str(encoded.get("shape", len(values))).split(",")])
+
+
+def _figures(app) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+
+
+def _metrics(app) -> dict[str, str]:
+    return {metric.label: metric.value for metric in app.metric}
+
+
+def test_ioi_grids_agree_and_every_control_is_in_the_link(smollm2):
+    app = run_app(PAGE, patch_heads="L23H3", patch_residual="1")
+    assert not app.exception, app.exception
+    metrics = _metrics(app)
+    assert metrics["Target / distractor"] == "␣Mary / ␣John"
+    assert float(metrics["Rank correlation estimate vs exact"]) > 0.8
+    table = app.dataframe[0].value
+    assert table.iloc[0]["head"] == "L23H3" and table.iloc[0]["effect exact"] > 0.4
+    figures = {figure["layout"]["title"]["text"]: figure["data"][0] for figure in _figures(app)}
+    by_position = figures["Head × position: one head's output at one position"]
+    assert by_position["y"] == ["L23H3"] and np.argmax(_array(by_position["z"])[0]) == 13  # its output at the last token
+    stream = _array(figures["Residual stream entering each layer, patched at one position"]["z"])
+    assert stream.shape == (30, 14) and np.argmax(stream[0]) == 9  # the embedding of the repeated name " John"
+    assert stream[0, 9] > 0.99 and stream[-1, 13] > 0.9  # ... and at the last position near the top
+
+    app.radio(key="w_patch_direction").set_value("noise").run()
+    app.radio(key="w_patch_metric").set_value("logprob").run()
+    assert not app.exception
+    assert app.query_params["patch_direction"] == "noise" and app.query_params["patch_metric"] == "logprob"
+    noised = app.dataframe[0].value
+    assert noised.iloc[0]["head"] == "L23H3" and noised.iloc[0]["effect exact"] < 0.8  # necessary, too
+
+    reopened = run_app(PAGE, **{key: app.query_params[key] for key in app.query_params})
+    assert reopened.dataframe[0].value.equals(noised)
+    assert reopened.text_input(key="w_patch_heads").value == "L23H3" and reopened.toggle(key="w_patch_residual").value
+
+
+def test_a_built_in_pair_fills_both_prompts_and_the_tokens(smollm2):
+    app = run_app(PAGE)
+    app.selectbox(key="w_patch_pair").set_value("factual").run()
+    assert not app.exception
+    assert app.query_params["text"] == FACTUAL_PROMPT and app.query_params["compare_text"] == CORRUPTED_FACTUAL_PROMPT
+    assert app.query_params["patch_target"] == " Paris" and app.query_params["patch_distractor"] == " Rome"
+    assert _metrics(app)["Target / distractor"] == "␣Paris / ␣Rome"
+    app.selectbox(key="w_patch_pair").set_value("induction").run()
+    assert not app.exception and float(_metrics(app)["Metric, clean run"]) > 5
+
+
+def test_bad_input_gives_messages(smollm2, minilm):
+    app = run_app(PAGE, compare_text="When Mary and John went to the shop, Mary gave a drink to Bob")
+    assert not app.exception
+    assert "same token length" in messages(app) and "Corrupted: When | ␣Mary" in messages(app)
+    app = run_app(PAGE, compare_text="When Mary and John went to the store, John gave a drink to")
+    assert "give the same metric value" in messages(app)
+    app = run_app(PAGE, patch_heads="L99H1")
+    assert "layer 99 does not exist" in messages(app)
+    app = run_app(PAGE, model="minilm-l6", text="The cat sat on the mat.")
+    assert not app.exception and "needs a causal language model" in app.info[0].value
+
