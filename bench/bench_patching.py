@@ -20,7 +20,9 @@ from analysis.methods.metrics import Metric
 from analysis.methods.patching import PatchingMetric, attribution_patching, head_patching, head_patching_naive, \
     head_position_patching, residual_patching
 from analysis.methods.probes import patching_pair
+from analysis.runtime.forward import run_model
 from analysis.runtime.loading import load_model
+from analysis.runtime.tokens import token_strings
 from analysis.runtime.trace import encode_text
 from bench.common import machine, table
 
@@ -90,21 +92,35 @@ def ioi_findings(handle, n_pairs: int) -> str:
     single = head_patching(handle, clean, corrupted, metric)
     patching = single[["head", "layer", "head_index"]].assign(effect=np.mean(effects, axis=0),
                                                               single=single["effect"])
-    dla = head_attribution(handle, decompose(handle, clean), metric.target_id)
+    parts = decompose(handle, clean)
+    dla = head_attribution(handle, parts, metric.target_id)
+    dla["difference"] = dla["dla"] - head_attribution(handle, parts, metric.distractor_id)["dla"]
     importance = ablation_importance(handle, clean, Metric("logprob", target_id=metric.target_id))
     top_patching = set(patching.nlargest(6, "effect")["head"])
-    top_dla = set(dla.nlargest(6, "dla")["head"])
+    top_dla = set(dla.nlargest(6, "difference")["head"])
     top_importance = set(importance.nsmallest(6, "delta")["head"])
+    patterns = run_model(handle, clean, keep_patterns=True).patterns
+    tokens = token_strings(handle.tokenizer, clean[0])
+    attends = []
+    for row in patching.nlargest(5, "effect").itertuples():
+        weights = patterns[row.layer][0, row.head_index, -1]
+        key = int(weights.argmax())
+        attends.append(f"{row.head} → {tokens[key]!r} at {key} ({float(weights[key]):.2f})")
     return "\n".join([
+        f"- the last token's strongest attention, top patching heads (IOI pair): {', '.join(attends)}",
         f"- denoising, mean over {len(effects)} generated IOI pairs: {_top(patching, 'effect')}; most negative: "
         f"{_top(patching, 'effect', 3, largest=False)}",
         f"- denoising, the IOI pair alone: {_top(patching, 'single')}",
         f"- direct logit attribution to ' Mary' (IOI pair): {_top(dla, 'dla')}; most negative: "
         f"{_top(dla, 'dla', 3, largest=False)}",
+        f"- direct logit attribution to ' Mary' − ' John' (IOI pair): {_top(dla, 'difference')}; most negative: "
+        f"{_top(dla, 'difference', 3, largest=False)}",
         f"- importance, Δ log-prob of ' Mary' when zero-ablated (IOI pair): {_top(importance, 'delta', largest=False)}",
-        f"- shared top-6: patching ∩ DLA {sorted(top_patching & top_dla)}, patching ∩ importance "
+        f"- shared top-6: patching ∩ DLA (difference) {sorted(top_patching & top_dla)}, patching ∩ importance "
         f"{sorted(top_patching & top_importance)}, DLA ∩ importance {sorted(top_dla & top_importance)}",
-        f"- Spearman ρ over all heads: mean patching effect vs DLA {rank_correlation(patching['effect'], dla['dla']):.2f}, "
+        f"- Spearman ρ over all heads: mean patching effect vs DLA to ' Mary' "
+        f"{rank_correlation(patching['effect'], dla['dla']):.2f}, vs DLA to ' Mary' − ' John' "
+        f"{rank_correlation(patching['effect'], dla['difference']):.2f}, "
         f"vs −Δ log-prob {rank_correlation(patching['effect'], -importance['delta']):.2f}",
     ])
 

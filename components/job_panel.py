@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from analysis.jobs.cluster import ClusterError, dask_client
+from analysis.jobs.cluster import dask_client
 from analysis.jobs.kinds import KINDS
 from analysis.jobs.records import JobRecord, JobStore
 from analysis.jobs.runner import JobRequest, JobRunner
@@ -42,7 +42,7 @@ def start_job(request: JobRequest, priority: int = 0, **state_changes) -> None:
     """
     try:
         job_id = job_runner().submit(request, priority)
-    except (ValueError, ClusterError, *DATABASE_ERRORS) as error:
+    except (ValueError, *DATABASE_ERRORS) as error:
         st.session_state[_START_PROBLEM] = f"Could not start the job: {error}"
         return
     update_state(job=job_id, **state_changes)

@@ -92,7 +92,8 @@ def sweep_results(record: JobRecord, state: dict) -> None:
     with left:
         picked = head_grid(add_head_click_layer(
             importance_grid(summary, "mean", f"Mean {value} over {computed} rows (click a head)", signed),
-            n_layers, n_heads, summary_hover(summary, value), marker_size=14), key="sweep_mean_grid")
+            n_layers, n_heads, summary_hover(summary, value), marker_size=14,
+            click_action="click to see its value on every row"), key="sweep_mean_grid")
     with right:
         intervals, widths = st.tabs(["95 % intervals", "Interval width"])
         with intervals:

@@ -68,7 +68,8 @@ def patching_controls(handle: ModelHandle, trace: Trace, state: dict) -> PatchRe
              help="The answer the clean prompt should give, with its leading space (' Mary').")
     with columns[1]:
         bind(st.text_input, "patch_distractor", "Distractor token", value=state["patch_distractor"],
-             placeholder="corrupted top", help="The answer the corrupted prompt gives (' John'); logit difference only.")
+             placeholder="corrupted top",
+             help="The answer the corrupted prompt gives (' John'); used by the logit difference.")
     with columns[2]:
         bind(st.radio, "patch_metric", "Metric", options=list(PATCHING_METRICS), format_func=PATCHING_METRICS.get,
              index=list(PATCHING_METRICS).index(state["patch_metric"]), help=HELP["metric"])

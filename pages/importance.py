@@ -12,6 +12,8 @@ from components.metric_controls import ablation_mode_choice, metric_choice, metr
 from components.navigation import page_file
 from components.page import page_context
 
+ADD_TO_LAB = "click to add it to the ablation lab"
+
 ctx = page_context()
 info, trace, state = ctx.handle.info, ctx.trace, ctx.state
 st.title("Head importance")
@@ -40,13 +42,14 @@ left, right = st.columns(2)
 with left:
     picked = head_grid(add_head_click_layer(
         importance_grid(gradient, "importance", "Gradient estimate |∂M/∂ξ|", signed=False),
-        info.n_layers, info.n_heads, hover_values(gradient, "importance"), marker_size=14), key="importance_gradient")
+        info.n_layers, info.n_heads, hover_values(gradient, "importance"), marker_size=14, click_action=ADD_TO_LAB),
+        key="importance_gradient")
 with right:
     exact = exact_importance_panel(info, state)
     if exact is not None:
         picked = head_grid(add_head_click_layer(
             importance_grid(exact, "delta", f"Exact: {METRICS[name]} when ablated", signed=name != "kl"),
-            info.n_layers, info.n_heads, hover_values(exact, "delta"), marker_size=14),
+            info.n_layers, info.n_heads, hover_values(exact, "delta"), marker_size=14, click_action=ADD_TO_LAB),
             key="importance_exact") or picked
 
 if exact is not None:

@@ -58,8 +58,8 @@ with right:
     exact = exact_result("heads", request, "Exact head patching")
     picked = head_grid(effect_grid(exact, f"Exact head patching ({request.direction})", centre),
                        key="patch_exact") or picked
-correlation_slot.metric("Rank correlation estimate vs exact", f"{rank_correlation(estimate['effect'], exact['effect']):.2f}",
-                        help="Spearman's ρ over all heads.")
+correlation = rank_correlation(estimate["effect"], exact["effect"])
+correlation_slot.metric("Rank correlation estimate vs exact", f"{correlation:.2f}", help="Spearman's ρ over all heads.")
 if picked is not None:
     size = add_head(info, *picked, mode="resample")
     st.toast(f"Added L{picked[0]}H{picked[1]} to the ablation lab as a resample from the corrupted prompt "

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from analysis.cli.main import main
 from analysis.methods.importance import rank_correlation

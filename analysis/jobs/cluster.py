@@ -2,10 +2,11 @@
 
 Embedded: a ``LocalCluster`` of ``ATLAS_DASK_WORKERS`` worker processes (default: one per CPU core beyond
 the first, at least one), one thread each, bound to 127.0.0.1 with no dashboard, started once per process on
-first use. Its workers run at a lower OS priority (``ATLAS_WORKER_NICE``, default 10) so that interactive
-sessions on the same machine keep the CPU when they need it. With ``ATLAS_DASK_SCHEDULER=tcp://host:8786`` the
-app connects to an existing cluster instead (its workers need this project importable and the models
-available). Each worker process loads a model once and keeps it (``worker_model``).
+first use. Its workers run at the lowest OS priority (``ATLAS_WORKER_NICE``, default 19), so interactive
+sessions on the same machine keep the CPU when they need it and jobs get the rest. With
+``ATLAS_DASK_SCHEDULER=tcp://host:8786`` the app connects to an existing cluster instead (its workers need this
+project importable and the models available). Each worker process loads a model once and keeps it
+(``worker_model``).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ SCHEDULER_ENV = "ATLAS_DASK_SCHEDULER"
 WORKERS_ENV = "ATLAS_DASK_WORKERS"
 NICE_ENV = "ATLAS_WORKER_NICE"
 CONNECT_TIMEOUT = "20s"
+DEFAULT_NICE = "19"  # the lowest priority: jobs get the CPU time interactive sessions leave
 MODELS_PER_WORKER = 2
 
 _clients: dict[str, Client] = {}  # scheduler address ("" = embedded) -> client
@@ -78,7 +80,7 @@ def _connect(address: str) -> Client:
     cluster = LocalCluster(n_workers=embedded_workers(), threads_per_worker=1, host="127.0.0.1",
                            dashboard_address=None, processes=True)
     client = Client(cluster, set_as_default=False)
-    client.register_plugin(LowPriorityWorker(int(os.environ.get(NICE_ENV, "10"))))
+    client.register_plugin(LowPriorityWorker(int(os.environ.get(NICE_ENV, DEFAULT_NICE))))
     return client
 
 

@@ -131,10 +131,9 @@ def attribution_patching(handle: ModelHandle, clean_ids: torch.Tensor, corrupted
     """
     runs = prepare_runs(handle, clean_ids, corrupted_ids, metric)
     info = handle.info
-    source = tuple(z.clone() for z in runs.source(direction).head_outputs)
     gates = torch.ones(info.n_layers, info.n_heads, requires_grad=True)
-    logits = run_model(handle, runs.base(direction).ids, gate_edits(gates, "resample", EditBases(source=source)),
-                       grad=True, last_logits=1).logits
+    edits = gate_edits(gates, "resample", EditBases(source=runs.source(direction).head_outputs))
+    logits = run_model(handle, runs.base(direction).ids, edits, grad=True, last_logits=1).logits
     value = metric_values(logits, runs.metric, runs.clean_log_probs)[0]
     (gradient,) = torch.autograd.grad(value, gates)
     return _head_frame(handle, runs, float(value.detach()) - gradient.numpy())
