@@ -25,6 +25,7 @@ STATE_VERSION = 1
 CENSUS_VIEWS = (*SCORE_COLUMNS, "label")
 MAX_TEXT_CHARS = 40_000  # ~4,096 tokens of English with room to spare
 MAX_URL_TEXT_CHARS = 1_500  # longer texts travel only through short links
+TEXT_FIELDS = ("text", "compare_text")  # the fields that may hold a long text
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ FIELDS: dict[str, StateField] = _fields(
     StateField("flow_all_edges", "bool", False, help="flow: draw all attention edges, not only the output token's flow"),
     StateField("dla_target", "str", "", max_chars=100, help="writes: target token of the DLA grid (empty = top prediction)"),
     StateField("dla_token", "int", -1, -1, 100_000, help="writes: position whose head writes are read (-1 = last)"),
-    StateField("compare_text", "str", CORRUPTED_IOI_PROMPT, max_chars=MAX_URL_TEXT_CHARS,
+    StateField("compare_text", "str", CORRUPTED_IOI_PROMPT, max_chars=MAX_TEXT_CHARS,
                help="compare: the second text"),
     StateField("compare_model", "str", "", max_chars=200, help="compare: a second model on the same text (empty = second text)"),
     # activation patching (clean prompt = text, corrupted prompt = compare_text)
@@ -171,3 +172,8 @@ def encode_state(state: Mapping[str, Any]) -> dict[str, str]:
         for name, spec in FIELDS.items()
         if name in state and state[name] != spec.default
     }
+
+
+def too_long_for_url(params: Mapping[str, str]) -> bool:
+    """True if a text field of these query parameters is too long for a plain URL (it needs a short link)."""
+    return any(len(params.get(name, "")) > MAX_URL_TEXT_CHARS for name in TEXT_FIELDS)

@@ -3,7 +3,7 @@
 Clean runs (the residual stream of a text) and ablation results go under the one memory budget
 (``analysis.memory_budget``); the small tables stay in Streamlit's caches.
 
-The exact all-heads ablation runs as a background job (``components.job_importance``), not here.
+The exact all-heads ablation runs as a background job (``components.page_jobs``), not here.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from analysis.share_store import ShareError
-from analysis.viewstate import MAX_URL_TEXT_CHARS, encode_state
+from analysis.viewstate import encode_state, too_long_for_url
 from components.share_links import SHORT_LINK_PARAM, create_short_link
 from components.state import get_state
 
@@ -42,7 +42,7 @@ def share_panel() -> None:
         return
     st.caption("Short link (copy with the icon)")
     st.code(f"{_page_url()}?{SHORT_LINK_PARAM}={last[1]}", language=None, wrap_lines=True)
-    if len(params.get("text", "")) > MAX_URL_TEXT_CHARS:
+    if too_long_for_url(params):
         st.caption("The text is too long for a plain URL: share the short link.")
     else:
         st.caption("Plain URL")

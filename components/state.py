@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from analysis.viewstate import FIELDS, MAX_URL_TEXT_CHARS, encode_state, parse_state
+from analysis.viewstate import FIELDS, TEXT_FIELDS, encode_state, parse_state, too_long_for_url
 from components.share_links import long_state_link, resolve_short_link
 
 _STATE = "atlas_state"
@@ -54,9 +54,9 @@ def update_state(**changes: Any) -> None:
 def write_url() -> None:
     """Put the current state in the query parameters (only non-default fields, or a short link)."""
     wanted = encode_state(get_state())
-    if len(wanted.get("text", "")) > MAX_URL_TEXT_CHARS:
+    if too_long_for_url(wanted):
         short_id = long_state_link(wanted)
-        wanted = {"s": short_id} if short_id else {k: v for k, v in wanted.items() if k != "text"}
+        wanted = {"s": short_id} if short_id else {k: v for k, v in wanted.items() if k not in TEXT_FIELDS}
     if {k: st.query_params.get(k) for k in st.query_params} != wanted:
         st.query_params.from_dict(wanted)
 
@@ -71,19 +71,21 @@ def _widget_key(name: str) -> str:
 
 
 def bind(widget: Callable[..., Any], name: str, label: str, *, transform: Callable[[Any], Any] | None = None,
-         **kwargs: Any) -> Any:
+         derived: bool = False, **kwargs: Any) -> Any:
     """Create ``widget`` showing state field ``name``; user changes flow back into the state and the URL.
 
     ``transform`` maps the widget's value to the state's value (e.g. an option label to an index).
     Pass the state's value as the widget's ``value=``, ``index=`` (into ``options``) or ``default=``, as
     usual; it is put in the widget's session-state slot when the widget is new, when the field was changed
     by ``update_state``, or when the widget's value is no longer among its options (a token position of a
-    longer text).
+    longer text). ``derived=True`` puts it there on every run: the field holds no value of its own yet (e.g. -1)
+    and the widget shows one computed from other fields, which may have changed.
     """
     key = _widget_key(name)
     initial = _initial_value(kwargs)
     pending = st.session_state.setdefault(_RESYNC, set())
-    if key not in st.session_state or name in pending or not _fits(st.session_state[key], kwargs.get("options")):
+    if (derived or key not in st.session_state or name in pending
+            or not _fits(st.session_state[key], kwargs.get("options"))):
         st.session_state[key] = initial
     pending.discard(name)
 

@@ -57,10 +57,11 @@ else:
     zoom = st.columns(2)
     with zoom[0]:
         bind(st.number_input, "zoom_query", "Window: first query row", min_value=0, max_value=n_tokens - WINDOW,
-             value=first_query, step=WINDOW // 2, help="Rows (queries) of the full-resolution window.")
+             value=first_query, step=WINDOW // 2, derived=state["zoom_query"] < 0,
+             help="Rows (queries) of the full-resolution window.")
     with zoom[1]:
         bind(st.number_input, "zoom_key", "Window: first key column", min_value=0, max_value=n_tokens - WINDOW,
-             value=first_key, step=WINDOW // 2,
+             value=first_key, step=WINDOW // 2, derived=state["zoom_key"] < 0,
              help="Columns (keys) of the window; the same as the first row puts the diagonal in view.")
     left, right = st.columns(2)
     with left:

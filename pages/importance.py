@@ -6,11 +6,11 @@ from analysis.methods.metrics import METRICS
 from components.ablation_cache import cached_gradient
 from components.ablation_figures import hover_values, importance_grid
 from components.head_picker import add_head_click_layer, head_grid
-from components.job_importance import exact_importance_panel
 from components.lab_selection import add_head
 from components.metric_controls import ablation_mode_choice, metric_choice, metric_options
 from components.navigation import page_file
 from components.page import page_context
+from components.page_jobs import exact_importance_request, page_job_panel
 
 ADD_TO_LAB = "click to add it to the ablation lab"
 
@@ -45,7 +45,12 @@ with left:
         info.n_layers, info.n_heads, hover_values(gradient, "importance"), marker_size=14, click_action=ADD_TO_LAB),
         key="importance_gradient")
 with right:
-    exact = exact_importance_panel(info, state)
+    exact = page_job_panel(
+        exact_importance_request(info, state),
+        f"**Exact ablation** sets each of the {info.n_layers * info.n_heads} heads to "
+        f"{'zero' if state['method'] == 'zero' else 'its reference mean'} in turn and measures the change "
+        "(one restart per layer; tens of seconds on a CPU at a few hundred tokens).",
+        f"Run exact ablation of all {info.n_layers * info.n_heads} heads", "importance_run_exact")
     if exact is not None:
         picked = head_grid(add_head_click_layer(
             importance_grid(exact, "delta", f"Exact: {METRICS[name]} when ablated", signed=name != "kl"),

@@ -9,10 +9,13 @@ from components.head_picker import head_grid
 from components.lab_selection import add_head
 from components.navigation import page_file
 from components.page import page_context
+from components.page_jobs import exact_patching_request, page_job_panel
 from components.patching_cache import cached_attribution, cached_summary, exact_result
 from components.patching_controls import corrupted_trace_or_stop, patching_controls, position_heads
 from components.patching_figures import effect_grid, position_grid
 from components.state import bind
+
+IN_PAGE_TOKENS = 256  # longer texts: the exact head grid is a background job, no position grids
 
 ctx = page_context()
 info, trace, state = ctx.handle.info, ctx.trace, ctx.state
@@ -55,11 +58,22 @@ with left:
     estimate = cached_attribution(request)
     picked = head_grid(effect_grid(estimate, "Attribution patching (linear estimate)", centre), key="patch_estimate")
 with right:
-    exact = exact_result("heads", request, "Exact head patching")
-    picked = head_grid(effect_grid(exact, f"Exact head patching ({request.direction})", centre),
-                       key="patch_exact") or picked
-correlation = rank_correlation(estimate["effect"], exact["effect"])
-correlation_slot.metric("Rank correlation estimate vs exact", f"{correlation:.2f}", help="Spearman's ρ over all heads.")
+    if trace.n_tokens > IN_PAGE_TOKENS:
+        exact = page_job_panel(
+            exact_patching_request(info, state),
+            f"**Exact head patching** patches each of the {info.n_layers * info.n_heads} heads alone "
+            f"({request.direction}): one run of {trace.n_tokens} tokens per head, restarted at its layer. That takes "
+            "minutes on a CPU at this length, so it runs as a job.",
+            f"Run exact patching of all {info.n_layers * info.n_heads} heads", "patch_run_exact")
+    else:
+        exact = exact_result("heads", request, "Exact head patching")
+    if exact is not None:
+        picked = head_grid(effect_grid(exact, f"Exact head patching ({request.direction})", centre),
+                           key="patch_exact") or picked
+if exact is not None:
+    correlation = rank_correlation(estimate["effect"], exact["effect"])
+    correlation_slot.metric("Rank correlation estimate vs exact", f"{correlation:.2f}",
+                            help="Spearman's ρ over all heads.")
 if picked is not None:
     size = add_head(info, *picked, mode="resample")
     st.toast(f"Added L{picked[0]}H{picked[1]} to the ablation lab as a resample from the corrupted prompt "
@@ -67,13 +81,23 @@ if picked is not None:
 st.page_link(page_file("lab"), label="Open the ablation lab with the selected heads (clean prompt, outputs resampled "
              "from the corrupted one)", icon=":material/science:")
 
-table = exact[["head", "effect"]].merge(estimate[["head", "effect"]], on="head", suffixes=(" exact", " estimate"))
-st.dataframe(table.reindex((table["effect exact"] - centre).abs().sort_values(ascending=False).index).head(12),
-             hide_index=True, width="stretch")
+if exact is not None:
+    table = exact[["head", "effect"]].merge(estimate[["head", "effect"]], on="head", suffixes=(" exact", " estimate"))
+    ranking = table["effect exact"]
+else:
+    table = estimate[["head", "effect"]].rename(columns={"effect": "effect estimate"})
+    ranking = table["effect estimate"]
+st.dataframe(table.reindex((ranking - centre).abs().sort_values(ascending=False).index).head(12), hide_index=True,
+             width="stretch")
 st.download_button("Download all heads (CSV)", table.to_csv(index=False), file_name="head_patching.csv",
                    mime="text/csv")
 
 st.subheader("Position by position")
+if trace.n_tokens > IN_PAGE_TOKENS:
+    st.info(f"The position-by-position grids take one patched run per head (or layer) and position, "
+            f"{trace.n_tokens} positions here; the page computes them for texts up to {IN_PAGE_TOKENS} tokens. "
+            "Patch a shorter excerpt that keeps the behaviour to see them.")
+    st.stop()
 heads = position_heads(ctx.handle, exact, centre)
 if heads:
     frame = exact_result("positions", request, "Patching heads position by position", heads)

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,6 +45,15 @@ def tiny_llama_handle():
 def tiny_bert_handle():
     """A 2-layer random BERT with 4 heads."""
     return tiny_bert()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matrices: thread hand-offs cost more than the work (16 ms per linear on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,8 @@ from analysis.runtime.trace import run_trace
 from tests.oracles import head_replaced, model_output, stacked_patterns
 from tests.family_models import FAMILIES, WINDOW, Family, build_family, tiny_view_only
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny random models: one thread is fastest
+
 CAUSAL_TEXT = "the cat sat on the mat."  # 23 characters: longer than every sliding window
 ENCODER_TEXT = "the cat sat on the mat ."
 ATOL = 1e-5
@@ -49,15 +51,6 @@ class Prepared:
 
 
 _PREPARED: dict[str, Prepared] = {}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: thread hand-offs cost more than the work (16 ms per linear on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def prepared(name: str) -> Prepared:

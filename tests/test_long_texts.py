@@ -75,6 +75,7 @@ def test_head_view_zoom_window_moves_and_shows_real_tokens(smollm2, long_link):
     assert len(pooled["data"][0]["y"]) == 192 and "–" in pooled["data"][0]["y"][0]  # block labels
     assert window["data"][0]["y"][0].endswith("(940)")  # the last 160 queries by default
     app.number_input(key="w_zoom_query").set_value(100).run()
+    assert app.number_input(key="w_zoom_key").value == 100  # the key field follows the rows until it is set
     app.number_input(key="w_zoom_key").set_value(40).run()
     from components.share_links import share_store
     assert not app.exception and app.query_params["s"] != long_link  # a long text's state travels as a short link

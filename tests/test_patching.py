@@ -27,21 +27,14 @@ from analysis.runtime.loading import make_handle
 from tests.family_models import FAMILIES, build_family
 from tests.oracles import head_replaced, model_output
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny random models: one thread is fastest
+
 CLEAN, CORRUPTED = "the cat sat on the mat.", "the cat sat on the hat."  # same length, differ at position 19
 FIRST_DIFFERENCE = 19
 CAUSAL = [family.name for family in FAMILIES if family.causal]
 BY_NAME = {family.name: family for family in FAMILIES}
 ATOL = 1e-4  # on normalised effects: float32 noise divided by a small random model's clean − corrupted gap
 _HANDLES: dict = {}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: thread hand-offs cost more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def family_case(name: str):

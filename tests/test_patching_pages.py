@@ -6,8 +6,10 @@ import json
 
 import numpy as np
 
-from analysis.methods.probes import CORRUPTED_FACTUAL_PROMPT, FACTUAL_PROMPT
+from analysis.datasets.natural_text import NATURAL_SENTENCES
+from analysis.methods.probes import CORRUPTED_FACTUAL_PROMPT, CORRUPTED_IOI_PROMPT, FACTUAL_PROMPT, IOI_PROMPT
 from tests.test_app_foundation import messages, run_app
+from tests.test_jobs_pages import job_database, rerun_until  # noqa: F401 - job_database is a fixture
 
 PAGE = "pages/patching.py"
 
@@ -78,3 +80,21 @@ def test_bad_input_gives_messages(smollm2, minilm):
     app = run_app(PAGE, model="minilm-l6", text="The cat sat on the mat.")
     assert not app.exception and "needs a causal language model" in app.info[0].value
 
+
+
+def test_a_long_pair_patches_every_head_as_a_job_and_its_link_reopens_it(smollm2, job_database):
+    preamble = " ".join(NATURAL_SENTENCES[:16]) + " "  # 265 tokens with the IOI prompt
+    pair = {"text": preamble + IOI_PROMPT, "compare_text": preamble + CORRUPTED_IOI_PROMPT,
+            "patch_target": " Mary", "patch_distractor": " John", "max_tokens": "512"}
+    app = run_app(PAGE, **pair)
+    assert not app.exception
+    assert "Rank correlation estimate vs exact" not in _metrics(app)  # nothing exact runs in the page
+    assert list(app.dataframe[0].value.columns) == ["head", "effect estimate"]
+    assert "texts up to 256 tokens" in app.info[0].value  # the position grids say why they are not drawn
+    app.button(key="patch_run_exact").click().run()
+    job = app.query_params["job"]
+    rerun_until(app, lambda a: "Rank correlation estimate vs exact" in _metrics(a) or bool(a.error))
+    assert not app.error and list(app.dataframe[0].value.columns) == ["head", "effect exact", "effect estimate"]
+    assert app.dataframe[0].value["effect exact"].abs().max() > 0.2
+    reopened = run_app(PAGE, **pair, job=job)
+    assert _metrics(reopened)["Rank correlation estimate vs exact"] == _metrics(app)["Rank correlation estimate vs exact"]

@@ -54,6 +54,16 @@ def test_long_texts_travel_as_short_links(smollm2):
     assert reopened.sidebar.text_area(key="w_text").value == long_text
 
 
+def test_a_long_second_text_travels_as_a_short_link_too(smollm2):
+    second = "A slow green turtle walks under the busy bridge. " * 40
+    assert len(second) > MAX_URL_TEXT_CHARS
+    app = run_app("pages/compare.py")
+    app.text_area(key="w_compare_text").input(second).run()
+    assert not app.exception and set(app.query_params) == {"s"}
+    reopened = run_app("pages/compare.py", s=app.query_params["s"])
+    assert not reopened.exception and reopened.text_area(key="w_compare_text").value == second
+
+
 def test_a_changed_model_revision_is_announced(smollm2):
     view_id = ShareStore().create_view({"model": "smollm2-135m", "layer": "2"}, model_revision="0ld0ld0ld0ld")
     app = run_app(HEAD_VIEW, s=view_id)

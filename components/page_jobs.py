@@ -1,29 +1,38 @@
-"""The importance page's exact all-heads ablation, run on request as a background job.
+"""Exact all-heads computations that a page runs on request as a background job: the importance page's exact
+ablation, and the patching page's exact head grid on long texts.
 
-The job's parameters are the page's model, text, token cap, metric and ablation mode, so a job with the same
-parameters (started earlier, or by a teammate) is reused, and ``?job=<id>`` in the page's link reopens it.
+A job's parameters are the page's model, text(s), token cap and options, so a job with the same parameters
+(started earlier, or by a teammate) is reused, and ``?job=<id>`` in the page's link reopens it.
 """
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from analysis.datasets import Dataset
+from analysis.datasets import Dataset, PairRow
 from analysis.jobs.records import JobRecord, params_key
 from analysis.jobs.runner import INTERACTIVE_PRIORITY, JobRequest
 from analysis.runtime.handle import ModelInfo
 from components.job_panel import job_outcome, job_progress, job_result, job_store, load_job, start_job, \
     start_problem
 from components.share_links import DATABASE_ERRORS
-from components.state import update_state
+from components.state import get_state, update_state
 
 
-def exact_request(info: ModelInfo, state: dict) -> JobRequest:
+def exact_importance_request(info: ModelInfo, state: dict) -> JobRequest:
     """The job computing the exact ablation importance of every head for the page's current options."""
     options = {"metric": state["metric"], "span": [int(state["span_start"]), int(state["span_end"])],
                "target": state["target"] if state["metric"] == "logprob" else "", "mode": state["method"]}
     return JobRequest("exact", state["model"], info.revision, Dataset("Head importance page", (state["text"],)),
                       options, int(state["max_tokens"]))
+
+
+def exact_patching_request(info: ModelInfo, state: dict) -> JobRequest:
+    """The job patching every head alone between the page's clean and corrupted prompts."""
+    pair = PairRow(state["text"], state["compare_text"], state["patch_target"], state["patch_distractor"])
+    options = {"metric": state["patch_metric"], "direction": state["patch_direction"]}
+    return JobRequest("patching", state["model"], info.revision, Dataset("Activation patching page", (pair.clean,),
+                                                                         (pair,)), options, int(state["max_tokens"]))
 
 
 def _matching_job(request: JobRequest, state: dict) -> JobRecord | None:
@@ -45,10 +54,10 @@ def _matching_job(request: JobRequest, state: dict) -> JobRecord | None:
     return record
 
 
-def exact_importance_panel(info: ModelInfo, state: dict) -> pd.DataFrame | None:
-    """The exact result if its job is done; otherwise a Run button, or the running job's progress."""
-    request = exact_request(info, state)
-    record = _matching_job(request, state)
+def page_job_panel(request: JobRequest, what: str, button: str, key: str) -> pd.DataFrame | None:
+    """The job's per-head result if it is done; otherwise a Run button (with ``what`` it computes above it), or
+    the running job's progress."""
+    record = _matching_job(request, get_state())
     if record is not None and record.status == "done":
         return job_result(record.id).drop(columns="row")
     if record is not None and record.active:
@@ -56,12 +65,10 @@ def exact_importance_panel(info: ModelInfo, state: dict) -> pd.DataFrame | None:
         return None
     if record is not None:
         job_outcome(record)
-    st.markdown(f"**Exact ablation** sets each of the {info.n_layers * info.n_heads} heads to "
-                f"{'zero' if state['method'] == 'zero' else 'its reference mean'} in turn and measures the change.")
-    st.button(f"Run exact ablation of all {info.n_layers * info.n_heads} heads", key="importance_run_exact",
-              icon=":material/play_arrow:", type="primary", on_click=start_job,
+    st.markdown(what)
+    st.button(button, key=key, icon=":material/play_arrow:", type="primary", on_click=start_job,
               args=(request, INTERACTIVE_PRIORITY))
     start_problem()
-    st.caption("It runs as a background job on the Dask workers (tens of seconds on a CPU), with progress, the "
-               "time left and Cancel; the page stays usable, and the link reopens the result.")
+    st.caption("It runs as a background job on the Dask workers, with progress, the time left and Cancel; the page "
+               "stays usable, and the link reopens the result.")
     return None
