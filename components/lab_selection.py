@@ -16,7 +16,7 @@ from analysis.runtime.handle import ModelInfo
 from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.trace import Trace
 from components.ablation_figures import selection_grid
-from components.cache import cached_trace
+from components.page import second_trace_or_stop
 from components.head_picker import add_head_click_layer, head_grid
 from components.state import bind, get_state, update_state
 
@@ -166,10 +166,6 @@ def resample_source(selection: list[HeadIntervention], trace: Trace, state: dict
     bind(st.text_area, "compare_text", "Second text (resample source, same token length)",
          value=state["compare_text"], height=68,
          help="Resampled heads take their output from this text at the same positions (also Compare's second text).")
-    source = cached_trace(state["model"], state["compare_text"], int(state["max_tokens"]))
-    if source.n_tokens != trace.n_tokens:
-        st.error(f"Resampling needs a second text with the same number of tokens: it has {source.n_tokens}, the text "
-                 f"has {trace.n_tokens}.\n\nText: {' | '.join(trace.display_tokens)}\n\n"
-                 f"Second text: {' | '.join(source.display_tokens)}")
-        st.stop()
+    second_trace_or_stop(trace, state, "Resampling needs a second text with the same number of tokens",
+                         ("Text", "Second text"))
     return state["compare_text"]

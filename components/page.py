@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from analysis.runtime.handle import ModelHandle
+from analysis.runtime.handle import ModelHandle, ModelInfo
 from analysis.runtime.models import ModelLoadError
 from analysis.runtime.trace import TextError, Trace, token_cap
 from components.cache import cached_model, cached_trace
@@ -88,3 +88,26 @@ def page_context() -> PageContext:
                    f"(raise the token cap in the sidebar, up to {token_cap(handle)}).")
     _clamp_head_selection(state, handle, trace)
     return PageContext(state, handle, trace)
+
+
+def require_editable_causal_model(info: ModelInfo, encoder_note: str) -> None:
+    """Stop the page with a message unless the model is a causal LM whose heads can be edited; ``encoder_note``
+    says why an encoder does not fit and where to go instead."""
+    if not info.causal:
+        st.info(f"{info.name} is an encoder: {encoder_note}")
+        st.stop()
+    if not info.supports_interventions:
+        st.info(" ".join(info.notes) + " Pick another model in the sidebar.")
+        st.stop()
+
+
+def second_trace_or_stop(trace: Trace, state: dict[str, Any], need: str, names: tuple[str, str]) -> Trace:
+    """The trace of the second text (``compare_text``); if its token length differs from the text's, show both
+    tokenisations under ``need`` (what requires the same length) and stop. ``names`` label the two texts."""
+    second = cached_trace(state["model"], state["compare_text"], int(state["max_tokens"]))
+    if second.n_tokens != trace.n_tokens:
+        st.error(f"{need}: the {names[0].lower()} has {trace.n_tokens} tokens, the {names[1].lower()} "
+                 f"{second.n_tokens}.\n\n{names[0]}: {' | '.join(trace.display_tokens)}\n\n"
+                 f"{names[1]}: {' | '.join(second.display_tokens)}")
+        st.stop()
+    return second

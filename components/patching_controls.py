@@ -16,7 +16,6 @@ from analysis.methods.patching import DIRECTIONS, PATCHING_METRICS
 from analysis.methods.probes import PATCHING_PAIRS, patching_pair
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.trace import Trace
-from components.cache import cached_trace
 from components.patching_cache import PatchRequest
 from components.state import bind, get_state, update_state
 
@@ -79,17 +78,6 @@ def patching_controls(handle: ModelHandle, trace: Trace, state: dict) -> PatchRe
     return PatchRequest(state["model"], state["text"], state["compare_text"], int(state["max_tokens"]),
                         state["patch_metric"], _token(handle, "patch_target", "Target"),
                         _token(handle, "patch_distractor", "Distractor"), state["patch_direction"])
-
-
-def corrupted_trace_or_stop(trace: Trace, state: dict) -> Trace:
-    """The corrupted prompt's trace; shows both tokenisations and stops if the lengths differ."""
-    corrupted = cached_trace(state["model"], state["compare_text"], int(state["max_tokens"]))
-    if corrupted.n_tokens != trace.n_tokens:
-        st.error(f"Patching needs a clean and a corrupted prompt of the same token length: the clean prompt has "
-                 f"{trace.n_tokens} tokens, the corrupted prompt {corrupted.n_tokens}.\n\n"
-                 f"Clean: {' | '.join(trace.display_tokens)}\n\nCorrupted: {' | '.join(corrupted.display_tokens)}")
-        st.stop()
-    return corrupted
 
 
 def position_heads(handle: ModelHandle, exact: pd.DataFrame, centre: float) -> tuple[tuple[int, int], ...]:

@@ -9,7 +9,7 @@ from components.head_picker import add_head_click_layer, head_grid
 from components.lab_selection import add_head
 from components.metric_controls import ablation_mode_choice, metric_choice, metric_options
 from components.navigation import page_file
-from components.page import page_context
+from components.page import page_context, require_editable_causal_model
 from components.page_jobs import exact_importance_request, page_job_panel
 
 ADD_TO_LAB = "click to add it to the ablation lab"
@@ -17,14 +17,9 @@ ADD_TO_LAB = "click to add it to the ablation lab"
 ctx = page_context()
 info, trace, state = ctx.handle.info, ctx.trace, ctx.state
 st.title("Head importance")
-if not info.causal:
-    st.info(f"{info.name} is an encoder: importance is measured on next-token predictions, so it needs a causal "
-            "language model. Its heads can still be edited in the Ablation lab, which reports how much the hidden "
-            "states change.")
-    st.stop()
-if not info.supports_interventions:
-    st.info(" ".join(info.notes) + " Pick another model in the sidebar.")
-    st.stop()
+require_editable_causal_model(info, "importance is measured on next-token predictions, so it needs a causal "
+                              "language model. Its heads can still be edited in the Ablation lab, which reports how "
+                              "much the hidden states change.")
 top = st.columns([3, 2])
 with top[0]:
     name = metric_choice(state)

@@ -8,10 +8,10 @@ from analysis.runtime.tokens import display_token
 from components.head_picker import head_grid
 from components.lab_selection import add_head
 from components.navigation import page_file
-from components.page import page_context
+from components.page import page_context, require_editable_causal_model, second_trace_or_stop
 from components.page_jobs import exact_patching_request, page_job_panel
 from components.patching_cache import cached_attribution, cached_summary, exact_result
-from components.patching_controls import corrupted_trace_or_stop, patching_controls, position_heads
+from components.patching_controls import patching_controls, position_heads
 from components.patching_figures import effect_grid, position_grid
 from components.state import bind
 
@@ -23,16 +23,12 @@ st.title("Activation patching")
 st.caption("Run a clean and a corrupted prompt, then swap one activation between them and see how much of the "
            "clean answer comes back (Vig et al. 2020; Meng et al. 2022; Wang et al. 2022, the IOI circuit; "
            "Heimersheim & Nanda 2024). Effect: 0 = the corrupted run, 1 = the clean run.")
-if not info.causal:
-    st.info(f"{info.name} is an encoder: activation patching measures the next-token prediction at the last "
-            "position, so it needs a causal language model. Compare two texts on this model in Compare, or pick a "
-            "causal model in the sidebar.")
-    st.stop()
-if not info.supports_interventions:
-    st.info(" ".join(info.notes) + " Pick another model in the sidebar.")
-    st.stop()
+require_editable_causal_model(info, "activation patching measures the next-token prediction at the last "
+                              "position, so it needs a causal language model. Compare two texts on this model in "
+                              "Compare, or pick a causal model in the sidebar.")
 request = patching_controls(ctx.handle, trace, state)
-corrupted_trace_or_stop(trace, state)
+second_trace_or_stop(trace, state, "Patching needs a clean and a corrupted prompt of the same token length",
+                     ("Clean prompt", "Corrupted prompt"))
 try:
     summary = cached_summary(request)
 except (PatchingError, MetricError) as error:

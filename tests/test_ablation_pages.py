@@ -111,4 +111,4 @@ def test_resampling_a_head_takes_its_output_from_the_second_text(smollm2):
     assert resampled.startswith("␣Mary (") and resampled != zeroed
     app.text_area(key="w_compare_text").input("A much shorter text.").run()
     assert not app.exception
-    assert "same number of tokens: it has" in messages(app)
+    assert "same number of tokens: the text has" in messages(app)

@@ -72,7 +72,7 @@ def test_a_built_in_pair_fills_both_prompts_and_the_tokens(smollm2):
 def test_bad_input_gives_messages(smollm2, minilm):
     app = run_app(PAGE, compare_text="When Mary and John went to the shop, Mary gave a drink to Bob")
     assert not app.exception
-    assert "same token length" in messages(app) and "Corrupted: When | ␣Mary" in messages(app)
+    assert "same token length" in messages(app) and "Corrupted prompt: When | ␣Mary" in messages(app)
     app = run_app(PAGE, compare_text="When Mary and John went to the store, John gave a drink to")
     assert "give the same metric value" in messages(app)
     app = run_app(PAGE, patch_heads="L99H1")
