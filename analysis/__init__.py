@@ -1,16 +1,35 @@
 """Attention Atlas backend: load models, run them with attentions, score, ablate, patch and attribute heads.
 
 Plain Python with no Streamlit import, usable from scripts, notebooks, the CLI and tests.
-"""
-from analysis.runtime.handle import ModelHandle, ModelInfo
-from analysis.heads import parse_heads
-from analysis.runtime.interventions import HeadIntervention
-from analysis.methods.patching import PatchingMetric, attribution_patching, head_patching, head_position_patching, \
-    residual_patching
-from analysis.runtime.loading import load_model
-from analysis.runtime.models import ModelLoadError
-from analysis.runtime.trace import Trace, run_trace
 
-__all__ = ["HeadIntervention", "ModelHandle", "ModelInfo", "ModelLoadError", "PatchingMetric", "Trace",
-           "attribution_patching", "head_patching", "head_position_patching", "load_model", "parse_heads",
-           "residual_patching", "run_trace"]
+The names below are imported on first use (``from analysis import load_model``), so importing any submodule
+does not pull in the whole backend: two threads importing different submodules at once (two sessions of a
+freshly started app) cannot deadlock on each other's half-initialised modules.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "HeadIntervention": "analysis.runtime.interventions",
+    "ModelHandle": "analysis.runtime.handle",
+    "ModelInfo": "analysis.runtime.handle",
+    "ModelLoadError": "analysis.runtime.models",
+    "PatchingMetric": "analysis.methods.patching",
+    "Trace": "analysis.runtime.trace",
+    "attribution_patching": "analysis.methods.patching",
+    "head_patching": "analysis.methods.patching",
+    "head_position_patching": "analysis.methods.patching",
+    "load_model": "analysis.runtime.loading",
+    "parse_heads": "analysis.heads",
+    "residual_patching": "analysis.methods.patching",
+    "run_trace": "analysis.runtime.trace",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

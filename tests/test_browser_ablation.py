@@ -50,7 +50,7 @@ def test_click_a_head_then_move_its_slider(app_url, browser, artifacts_dir):
     slider.press("End")  # scale 2: the head doubled
     page.wait_for_url("**ablate=L1H5%3Azero%3A2*", timeout=60_000)
     wait_for_app(page)
-    page.wait_for_function(f"() => ({BAR_VALUES})({bars}) !== {removed!r}", timeout=60_000)
+    page.wait_for_function(f"() => ({BAR_VALUES})({bars}) !== {removed!r}", timeout=180_000)
     doubled = page.evaluate(BAR_VALUES, bars)
     assert doubled != removed
     page.screenshot(path=str(artifacts_dir / "lab_doubled.png"), full_page=True)
