@@ -33,12 +33,12 @@ def _texts(tokenizer) -> tuple[str, str]:
     return tokenizer.decode(ids), tokenizer.decode(other)
 
 
-def open_page(path: str, params: dict[str, str]) -> tuple[float, AppTest]:
-    """Seconds to run the app on one page with these query parameters, and the finished run."""
+def open_page(file: str, params: dict[str, str]) -> tuple[float, AppTest]:
+    """Seconds to run the app on one page file with these query parameters, and the finished run."""
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=3600)
     for key, value in params.items():
         app.query_params[key] = value
-    app.switch_page(next(file for file, _, _, url in PAGES if url == path))
+    app.switch_page(file)
     start = time.perf_counter()
     app.run()
     return time.perf_counter() - start, app
@@ -51,10 +51,10 @@ def main() -> None:
     text, second = _texts(handle.tokenizer)
     base = {"model": "smollm2-135m", "text": text, "compare_text": second, "max_tokens": str(N_TOKENS)}
     rows = []
-    for _, title, _, path in PAGES:
-        if path == "datasets":
+    for file, title, _, key in PAGES:
+        if key == "datasets":
             continue
-        seconds, app = open_page(path, {**base, **PAGE_STATE.get(path, {})})
+        seconds, app = open_page(file, {**base, **PAGE_STATE.get(key, {})})
         shown = [element.value for element in list(app.error) + list(app.warning) + list(app.info)]
         outcome = "exception: " + str(app.exception[0].message) if app.exception else "ok"
         rows.append([title, f"{seconds:.1f} s", outcome, "; ".join(str(m)[:120] for m in shown) or "—"])

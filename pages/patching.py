@@ -15,7 +15,7 @@ from components.patching_controls import patching_controls, position_heads
 from components.patching_figures import effect_grid, position_grid
 from components.state import bind
 
-IN_PAGE_TOKENS = 256  # longer texts: the exact head grid is a background job, no position grids
+IN_PAGE_TOKENS = 256  # the longest text whose exact grids the page computes itself
 
 ctx = page_context()
 info, trace, state = ctx.handle.info, ctx.trace, ctx.state
@@ -27,6 +27,7 @@ require_editable_causal_model(info, "activation patching measures the next-token
                               "position, so it needs a causal language model. Compare two texts on this model in "
                               "Compare, or pick a causal model in the sidebar.")
 request = patching_controls(ctx.handle, trace, state)
+exact_as_job = trace.n_tokens > IN_PAGE_TOKENS  # the exact grid runs in the background; no position grids
 second_trace_or_stop(trace, state, "Patching needs a clean and a corrupted prompt of the same token length",
                      ("Clean prompt", "Corrupted prompt"))
 try:
@@ -54,7 +55,7 @@ with left:
     estimate = cached_attribution(request)
     picked = head_grid(effect_grid(estimate, "Attribution patching (linear estimate)", centre), key="patch_estimate")
 with right:
-    if trace.n_tokens > IN_PAGE_TOKENS:
+    if exact_as_job:
         exact = page_job_panel(
             exact_patching_request(info, state),
             f"**Exact head patching** patches each of the {info.n_layers * info.n_heads} heads alone "
@@ -89,7 +90,7 @@ st.download_button("Download all heads (CSV)", table.to_csv(index=False), file_n
                    mime="text/csv")
 
 st.subheader("Position by position")
-if trace.n_tokens > IN_PAGE_TOKENS:
+if exact_as_job:
     st.info(f"The position-by-position grids take one patched run per head (or layer) and position, "
             f"{trace.n_tokens} positions here; the page computes them for texts up to {IN_PAGE_TOKENS} tokens. "
             "Patch a shorter excerpt that keeps the behaviour to see them.")

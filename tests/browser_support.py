@@ -93,6 +93,28 @@ def plot_point(page, data_x: float, data_y: float, index: int = 0) -> tuple[floa
     )
 
 
+FIGURE_INDEX = ("(title) => [...document.querySelectorAll('.js-plotly-plot')].findIndex("
+                "gd => gd.layout && gd.layout.title && String(gd.layout.title.text).includes(title))")
+
+
+def figure_index(page, title: str, timeout_ms: int = 60_000) -> int:
+    """Wait for the Plotly figure whose title contains ``title``; return its position among the page's figures."""
+    page.wait_for_function(f"(title) => ({FIGURE_INDEX})(title) >= 0", arg=title, timeout=timeout_ms)
+    return page.evaluate(FIGURE_INDEX, title)
+
+
+def send_head_to_lab(page, layer: int, head: int, grid_index: int, ablate_param: str) -> None:
+    """Click a head in the layer × head grid at ``grid_index``, wait for ``ablate_param`` (URL-encoded) in the
+    link, then follow the page's link to the ablation lab."""
+    x, y = plot_point(page, head, layer, index=grid_index)
+    page.mouse.click(x, y)
+    page.wait_for_url(f"**ablate={ablate_param}*", timeout=60_000)
+    wait_for_app(page)
+    page.get_by_text("Open the ablation lab").first.click()
+    page.wait_for_url("**/ablation_lab**")
+    wait_for_app(page)
+
+
 def selected_option(page, label: str) -> str:
     """The shown value of the select box with this label."""
     return page.get_by_role("combobox", name=label, exact=True).input_value()

@@ -3,21 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser_support import plot_point, wait_for_app
+from tests.browser_support import figure_index, send_head_to_lab, wait_for_app
 
 pytestmark = pytest.mark.browser
 
 BAR_VALUES = "(i) => Array.from(document.querySelectorAll('.js-plotly-plot')[i].data[1].x).join(',')"
 
 
-FIGURE_INDEX = ("(title) => [...document.querySelectorAll('.js-plotly-plot')].findIndex("
-                "gd => gd.layout && gd.layout.title && String(gd.layout.title.text).includes(title))")
-
-
-def _figure_index(page, title: str) -> int:
-    """Wait for the Plotly figure whose title contains ``title``; return its position among the page's figures."""
-    page.wait_for_function(f"(title) => ({FIGURE_INDEX})(title) >= 0", arg=title, timeout=120_000)
-    return page.evaluate(FIGURE_INDEX, title)
 
 
 def test_click_a_head_then_move_its_slider(app_url, browser, artifacts_dir):
@@ -32,15 +24,9 @@ def test_click_a_head_then_move_its_slider(app_url, browser, artifacts_dir):
     wait_for_app(page)
     page.screenshot(path=str(artifacts_dir / "importance.png"), full_page=True)
 
-    x, y = plot_point(page, 5, 1, index=1)  # L1H5 in the exact grid
-    page.mouse.click(x, y)
-    page.wait_for_url("**ablate=L1H5*", timeout=60_000)
-    wait_for_app(page)
-    page.get_by_text("Open the ablation lab").click()
-    page.wait_for_url("**/ablation_lab**")
-    wait_for_app(page)
+    send_head_to_lab(page, 1, 5, 1, "L1H5")  # L1H5 in the exact grid
     page.locator('[data-testid="stSlider"]').first.wait_for()
-    bars = _figure_index(page, "Next-token probability")
+    bars = figure_index(page, "Next-token probability", timeout_ms=120_000)
     removed = page.evaluate(BAR_VALUES, bars)
     assert page.get_by_role("textbox", name="Heads").input_value() == "L1H5"
     page.screenshot(path=str(artifacts_dir / "lab_removed.png"), full_page=True)

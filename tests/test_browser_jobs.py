@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser_support import plot_point, selected_option, wait_for_app
+from tests.browser_support import figure_index, plot_point, selected_option, wait_for_app
 
 pytestmark = pytest.mark.browser
 
 JOB_TIMEOUT_MS = 400_000
-FIGURE_INDEX = ("(title) => [...document.querySelectorAll('.js-plotly-plot')].findIndex("
-                "gd => gd.layout && gd.layout.title && String(gd.layout.title.text).includes(title))")
 ROWS = ["text,note", "The cat sat on the mat because it was warm.,a", ",empty", "Alice met Bob at the station.,b",
         '"She said, ""hello"", and left.",c', "too,many,fields", "The river rose quickly after the storm.,d",
         '"When Mary and John went to the store, John gave a drink to",e']
-
-
-def _figure_index(page, title: str) -> int:
-    page.wait_for_function(f"(title) => ({FIGURE_INDEX})(title) >= 0", arg=title, timeout=60_000)
-    return page.evaluate(FIGURE_INDEX, title)
 
 
 def test_upload_sweep_share_and_a_teammate_opens_the_grid(app_url, browser, artifacts_dir, tmp_path):
@@ -52,8 +45,8 @@ def test_upload_sweep_share_and_a_teammate_opens_the_grid(app_url, browser, arti
     teammate.get_by_text("Rows computed").wait_for(timeout=120_000)
     wait_for_app(teammate)
     assert teammate.get_by_text("5 of 5").is_visible()
-    _figure_index(teammate, "95 % intervals")
-    grid = _figure_index(teammate, "Mean previous_token over 5 rows")
+    figure_index(teammate, "95 % intervals")
+    grid = figure_index(teammate, "Mean previous_token over 5 rows")
     x, y = plot_point(teammate, 6, 18, index=grid)  # L18H6 in the mean grid
     teammate.mouse.click(x, y)
     teammate.get_by_text("L18H6 over the rows").wait_for(timeout=60_000)

@@ -4,12 +4,10 @@ from __future__ import annotations
 import pytest
 
 from analysis.methods.probes import CORRUPTED_IOI_PROMPT
-from tests.browser_support import plot_point, wait_for_app
+from tests.browser_support import figure_index, send_head_to_lab, wait_for_app
 
 pytestmark = pytest.mark.browser
 
-FIGURE_INDEX = ("(title) => [...document.querySelectorAll('.js-plotly-plot')].findIndex("
-                "gd => gd.layout && gd.layout.title && String(gd.layout.title.text).includes(title))")
 
 
 def test_patching_grid_then_a_head_into_the_lab(app_url, browser, artifacts_dir):
@@ -20,18 +18,12 @@ def test_patching_grid_then_a_head_into_the_lab(app_url, browser, artifacts_dir)
     page.goto(app_url + "/patching?patch_heads=L23H3")
     wait_for_app(page)
     page.get_by_text("Rank correlation estimate vs exact").wait_for(timeout=900_000)  # ~15 s on an idle machine
-    page.wait_for_function(f"() => ({FIGURE_INDEX})('Head × position') >= 0", timeout=300_000)
+    figure_index(page, "Head × position", timeout_ms=300_000)
     wait_for_app(page)
     page.screenshot(path=str(artifacts_dir / "patching.png"), full_page=True)
 
-    exact = page.evaluate(FIGURE_INDEX, "Exact head patching")
-    x, y = plot_point(page, 3, 23, index=exact)  # L23H3, the largest denoising effect on the IOI pair
-    page.mouse.click(x, y)
-    page.wait_for_url("**ablate=L23H3%3Aresample%3A0*", timeout=60_000)
-    wait_for_app(page)
-    page.get_by_text("Open the ablation lab with the selected heads").click()
-    page.wait_for_url("**/ablation_lab**")
-    wait_for_app(page)
+    exact = figure_index(page, "Exact head patching")
+    send_head_to_lab(page, 23, 3, exact, "L23H3%3Aresample%3A0")  # the largest denoising effect on the IOI pair
     page.get_by_text("Top prediction after").wait_for(timeout=120_000)
     page.screenshot(path=str(artifacts_dir / "patching_lab.png"), full_page=True)
     assert "ablate=L23H3%3Aresample%3A0" in page.url
