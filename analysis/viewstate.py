@@ -17,7 +17,7 @@ from analysis.methods.metrics import METRICS
 from analysis.methods.patching_metric import PATCHING_METRICS
 from analysis.methods.patching_runs import DIRECTIONS
 from analysis.runtime.models import DEFAULT_MODEL
-from analysis.methods.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
+from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.datasets.generators import GENERATORS, MAX_GENERATED_ROWS
 from analysis.jobs.kinds import KINDS
 

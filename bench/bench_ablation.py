@@ -18,7 +18,7 @@ from analysis.methods.importance import ablation_importance, ablation_importance
 from analysis.runtime.interventions import HeadIntervention, compile_edits
 from analysis.runtime.loading import load_model
 from analysis.methods.metrics import Metric, metric_delta, reference
-from analysis.methods.probes import EXAMPLE_TEXTS
+from analysis.datasets.probes import EXAMPLE_TEXTS
 from analysis.runtime.trace import encode_text
 from bench.common import machine, run_times, table
 

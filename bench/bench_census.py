@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from analysis.methods.census import head_census
 from analysis.runtime.loading import load_model
-from analysis.methods.probes import IOI_PROMPT, repeated_random_text
+from analysis.datasets.probes import IOI_PROMPT, repeated_random_text
 from analysis.runtime.trace import run_trace
 from bench.common import best_of, machine, table
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from analysis.methods.compare import compare_texts
 from analysis.runtime.loading import load_model
 from analysis.methods.logit_attribution import attribution_terms, decompose
-from analysis.methods.probes import IOI_PROMPT, repeated_random_text
+from analysis.datasets.probes import IOI_PROMPT, repeated_random_text
 from analysis.methods.rollout import trace_flow
 from analysis.runtime.trace import encode_text, run_trace
 from bench.common import best_of, machine, table

@@ -11,10 +11,10 @@ import tempfile
 import time
 
 from analysis.runtime.loading import load_model
-from analysis.methods.probes import IOI_PROMPT, repeated_random_text
+from analysis.datasets.probes import IOI_PROMPT, repeated_random_text
 from analysis.runtime.trace import run_trace
 from bench.common import best_of, machine, table
-from components.attention_figures import overview_mosaic
+from components.figures.attention import overview_mosaic
 
 
 def _timed_load(name: str) -> tuple[float, object]:

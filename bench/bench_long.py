@@ -22,13 +22,13 @@ from analysis.methods.ablation import ablate, clean_run
 from analysis.methods.census import head_census
 from analysis.methods.importance import gradient_importance
 from analysis.methods.logit_attribution import decompose
-from analysis.methods.probes import repeated_random_text
+from analysis.datasets.probes import repeated_random_text
 from analysis.methods.rollout import trace_flow
 from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.loading import load_model
 from analysis.runtime.trace import run_trace
 from bench.common import machine, table
-from components.attention_figures import head_figure, pooled_head_figure, token_strip_figure
+from components.figures.attention import head_figure, pooled_head_figure, token_strip_figure
 
 ROOT = Path(__file__).resolve().parent.parent
 LENGTHS = (256, 1024, 4096)
@@ -86,8 +86,8 @@ _PREVIOUS_SCRIPT = """
 import json, sys, time
 from analysis.runtime.loading import load_model
 from analysis.runtime.trace import run_trace
-from analysis.methods.probes import repeated_random_text
-from components.attention_figures import head_figure
+from analysis.datasets.probes import repeated_random_text
+from components.figures.attention import head_figure
 handle = load_model("smollm2-135m")
 out = {}
 for n in (256, 1024):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from analysis.methods.probes import repeated_random_text
+from analysis.datasets.probes import repeated_random_text
 from analysis.runtime.loading import load_model
 from bench.common import machine, table
 from components.navigation import PAGES

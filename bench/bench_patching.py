@@ -19,7 +19,7 @@ from analysis.methods.logit_attribution import decompose, head_attribution
 from analysis.methods.metrics import Metric
 from analysis.methods.patching import PatchingMetric, attribution_patching, head_patching, head_patching_naive, \
     head_position_patching, residual_patching
-from analysis.methods.probes import patching_pair
+from analysis.datasets.probes import patching_pair
 from analysis.runtime.forward import run_model
 from analysis.runtime.loading import load_model
 from analysis.runtime.tokens import token_strings

@@ -10,9 +10,9 @@ from streamlit.runtime.pages_manager import PagesManager
 from analysis.runtime.handle import ModelHandle, ModelInfo
 from analysis.runtime.models import ModelLoadError
 from analysis.runtime.trace import TextError, Trace, token_cap
-from components.cache import cached_model, cached_trace
+from components.caches.models import cached_model, cached_trace
 from components.share_links import revision_warning
-from components.sidebar import model_allowed
+from components.panels.sidebar import model_allowed
 from components.state import get_state, link_warnings, update_state, write_url
 
 

@@ -18,11 +18,11 @@ _loaded = False
 
 
 def preload_modules() -> None:
-    """Import all ``components`` modules (and so the backend and libraries they use) if not done yet."""
+    """Import all ``components`` modules and subpackages (and so the backend and libraries they use) if not done yet."""
     global _loaded
     with _LOCK:
         if _loaded:
             return
-        for module in pkgutil.iter_modules(components.__path__):
-            importlib.import_module(f"components.{module.name}")
+        for module in pkgutil.walk_packages(components.__path__, prefix="components."):
+            importlib.import_module(module.name)
         _loaded = True

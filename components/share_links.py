@@ -13,7 +13,7 @@ import sqlalchemy.exc
 
 from analysis.runtime.models import ModelLoadError
 from analysis.share_store import ShareError, ShareStore
-from components.cache import cached_model
+from components.caches.models import cached_model
 
 SHORT_LINK_PARAM = "s"
 _EXPECTED_REVISION = "atlas_link_revision"

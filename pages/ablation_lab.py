@@ -4,11 +4,11 @@ import streamlit as st
 
 from analysis.methods.ablation_spec import format_ablation
 from analysis.runtime.tokens import visible_token
-from components.ablation_cache import cached_ablation, cached_generation
-from components.ablation_figures import downstream_figure, loss_curve, paired_bars
-from components.lab_presets import presets
-from components.lab_selection import head_sliders, heads_box, read_selection, resample_source, selection_picker
-from components.metric_controls import metric_options
+from components.caches.ablation import cached_ablation, cached_generation
+from components.figures.ablation import downstream_figure, loss_curve, paired_bars
+from components.widgets.lab_presets import presets
+from components.widgets.lab_selection import head_sliders, heads_box, read_selection, resample_source, selection_picker
+from components.widgets.metrics import metric_options
 from components.page import page_context
 from components.state import bind
 

@@ -3,13 +3,14 @@ import streamlit as st
 
 from analysis.methods.census import LABELS, SCORE_HELP, census_summary, threshold_names
 from analysis.runtime.models import model_title
-from components.attention_figures import mark_heads
-from components.census_cache import state_census
-from components.census_figures import ENCODER_SCORES, SCORE_NAMES, head_hover_text, label_map, score_grid, \
+from components.figures.grids import mark_heads
+from components.caches.census import state_census
+from components.figures.census import ENCODER_SCORES, SCORE_NAMES, head_hover_text, label_map, score_grid, \
     score_views
-from components.head_picker import add_head_click_layer, head_grid
+from components.widgets.head_picker import head_grid
+from components.figures.grids import add_head_click_layer
 from components.navigation import page_file
-from components.notes_panel import notes_column
+from components.panels.notes import notes_column
 from components.page import page_context
 from components.state import bind, update_state
 

@@ -4,14 +4,15 @@ import streamlit as st
 from analysis.methods.compare import CompareError, align_tokens, identity_alignment, pattern_difference
 from analysis.runtime.models import EMBEDDED_MODELS, ModelLoadError, is_installed
 from analysis.runtime.trace import TextError
-from components.ablation_figures import hover_values, importance_grid
-from components.cache import cached_model, cached_pattern, cached_trace
-from components.compare_cache import ranked_heads
-from components.compare_figures import MAX_CELLS, aligned_labels, is_pooled, pattern_panel, unpaired_summary
-from components.flow_controls import select_head
-from components.head_picker import add_head_click_layer, head_grid, head_picker
+from components.figures.grids import hover_values, importance_grid
+from components.caches.models import cached_model, cached_pattern, cached_trace
+from components.caches.compare import ranked_heads
+from components.figures.compare import MAX_CELLS, aligned_labels, is_pooled, pattern_panel, unpaired_summary
+from components.widgets.flow import select_head
+from components.widgets.head_picker import head_grid, head_picker
+from components.figures.grids import add_head_click_layer
 from components.page import page_context
-from components.sidebar import model_allowed
+from components.panels.sidebar import model_allowed
 from components.state import bind
 
 SAME_MODEL = ""

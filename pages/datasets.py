@@ -3,10 +3,10 @@ import streamlit as st
 
 from analysis.jobs.kinds import KINDS
 from analysis.jobs.runner import JobRequest
-from components.dataset_controls import dataset_source, sweep_options
-from components.job_panel import job_link, job_outcome, job_progress, load_job, start_job, start_problem
-from components.job_list import recent_jobs
-from components.job_results import sweep_results
+from components.widgets.datasets import dataset_source, sweep_options
+from components.panels.job_panel import job_link, job_outcome, job_progress, load_job, start_job, start_problem
+from components.panels.job_list import recent_jobs
+from components.panels.job_results import sweep_results
 from components.page import page_context
 
 ctx = page_context()

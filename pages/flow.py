@@ -1,10 +1,10 @@
 """Attention rollout and flow (Abnar & Zuidema 2020): which input tokens an output token draws on, layer by layer."""
 import streamlit as st
 
-from components.attention_figures import head_figure
-from components.flow_cache import cached_flow
-from components.flow_controls import heads_box, layer_select, position_select, sink_toggle
-from components.flow_figures import contribution_strip, flow_graph
+from components.figures.attention import head_figure
+from components.caches.flow import cached_flow
+from components.widgets.flow import heads_box, layer_select, position_select, sink_toggle
+from components.figures.flow import contribution_strip, flow_graph
 from components.page import page_context
 from components.state import bind
 

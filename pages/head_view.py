@@ -2,10 +2,10 @@
 whole layer side by side."""
 import streamlit as st
 
-from components.attention_figures import head_figure, layer_figure, pooled_head_figure
-from components.cache import cached_layer_patterns, cached_pattern
-from components.head_picker import head_picker
-from components.notes_panel import notes_panel
+from components.figures.attention import head_figure, layer_figure, pooled_head_figure
+from components.caches.models import cached_layer_patterns, cached_pattern
+from components.widgets.head_picker import head_picker
+from components.panels.notes import notes_panel
 from components.page import page_context
 from components.state import bind
 

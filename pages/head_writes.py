@@ -5,14 +5,15 @@ from analysis.methods.logit_attribution import LogitAttributionUnsupported, attr
     head_attribution, head_logit_lens
 from analysis.methods.metrics import resolve_target
 from analysis.runtime.tokens import display_token
-from components.ablation_figures import hover_values, importance_grid
-from components.flow_cache import cached_decomposition
-from components.flow_controls import position_select
-from components.head_picker import add_head_click_layer, head_grid, head_picker
+from components.figures.grids import hover_values, importance_grid
+from components.caches.flow import cached_decomposition
+from components.widgets.flow import position_select
+from components.widgets.head_picker import head_grid, head_picker
+from components.figures.grids import add_head_click_layer
 from components.navigation import page_file
 from components.page import page_context
 from components.state import bind, update_state
-from components.writes_figures import logit_lens_bars
+from components.figures.writes import logit_lens_bars
 
 ctx = page_context()
 handle, trace, state = ctx.handle, ctx.trace, ctx.state

@@ -3,14 +3,15 @@ import streamlit as st
 
 from analysis.methods.importance import rank_correlation
 from analysis.methods.metrics import METRICS
-from components.ablation_cache import cached_gradient
-from components.ablation_figures import hover_values, importance_grid
-from components.head_picker import add_head_click_layer, head_grid
-from components.lab_selection import add_head
-from components.metric_controls import ablation_mode_choice, metric_choice, metric_options
+from components.caches.ablation import cached_gradient
+from components.figures.grids import hover_values, importance_grid
+from components.widgets.head_picker import head_grid
+from components.figures.grids import add_head_click_layer
+from components.widgets.lab_selection import add_head
+from components.widgets.metrics import ablation_mode_choice, metric_choice, metric_options
 from components.navigation import page_file
 from components.page import page_context, require_editable_causal_model
-from components.page_jobs import exact_importance_request, page_job_panel
+from components.panels.page_jobs import exact_importance_request, page_job_panel
 
 ADD_TO_LAB = "click to add it to the ablation lab"
 

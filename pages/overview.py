@@ -1,13 +1,14 @@
 """Model overview: every layer × head as a thumbnail; click one to open it."""
 import streamlit as st
 
-from components.attention_figures import overview_mosaic
-from components.head_picker import add_head_click_layer, head_grid
+from components.figures.attention import overview_mosaic
+from components.widgets.head_picker import head_grid
+from components.figures.grids import add_head_click_layer
 from components.navigation import page_file
-from components.notes_panel import noted_heads
+from components.panels.notes import noted_heads
 from components.page import page_context
 from components.state import bind, update_state
-from components.summary import model_summary, text_summary
+from components.panels.summary import model_summary, text_summary
 
 ctx = page_context()
 st.title("Model overview")

@@ -5,14 +5,14 @@ from analysis.methods.importance import rank_correlation
 from analysis.methods.metrics import MetricError
 from analysis.methods.patching import PatchingError
 from analysis.runtime.tokens import display_token
-from components.head_picker import head_grid
-from components.lab_selection import add_head
+from components.widgets.head_picker import head_grid
+from components.widgets.lab_selection import add_head
 from components.navigation import page_file
 from components.page import page_context, require_editable_causal_model, second_trace_or_stop
-from components.page_jobs import exact_patching_request, page_job_panel
-from components.patching_cache import cached_attribution, cached_summary, exact_result
-from components.patching_controls import patching_controls, position_heads
-from components.patching_figures import effect_grid, position_grid
+from components.panels.page_jobs import exact_patching_request, page_job_panel
+from components.caches.patching import cached_attribution, cached_summary, exact_result
+from components.widgets.patching import patching_controls, position_heads
+from components.figures.patching import effect_grid, position_grid
 from components.state import bind
 
 IN_PAGE_TOKENS = 256  # the longest text whose exact grids the page computes itself

@@ -1,8 +1,8 @@
 """Token view: follow one token through every layer and head."""
 import streamlit as st
 
-from components.attention_figures import token_strip_figure
-from components.cache import cached_token_attention
+from components.figures.attention import token_strip_figure
+from components.caches.models import cached_token_attention
 from components.page import page_context
 from components.state import bind
 

@@ -11,7 +11,7 @@ from analysis.methods.ablation import ablate, clean_run, greedy_generate
 from analysis.runtime.forward import run_model
 from analysis.runtime.interventions import EditTensors, HeadIntervention, compile_edits
 from analysis.methods.metrics import Metric, token_loss
-from analysis.methods.probes import IOI_PROMPT
+from analysis.datasets.probes import IOI_PROMPT
 from analysis.runtime.trace import encode_text
 from analysis.methods.reference import reference_means
 from tests.oracles import head_replaced, model_output

@@ -19,7 +19,7 @@ from analysis.methods.census import PROBE_LENGTH, head_census
 from analysis.methods.importance import ablation_importance, gradient_importance, rank_correlation
 from analysis.runtime.interventions import HeadIntervention
 from analysis.methods.metrics import Metric
-from analysis.methods.probes import IOI_PROMPT, random_token_ids
+from analysis.datasets.probes import IOI_PROMPT, random_token_ids
 from analysis.runtime.trace import encode_text
 
 REPEAT = PROBE_LENGTH

@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 import pytest
 
-from analysis.methods.probes import EXAMPLE_TEXTS
+from analysis.datasets.probes import EXAMPLE_TEXTS
 
 from tests.browser_support import plot_point, selected_option, wait_for_app
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.methods.probes import repeated_random_text
+from analysis.datasets.probes import repeated_random_text
 from analysis.share_store import ShareStore
 from tests.browser_support import running_app, wait_for_app
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.methods.probes import CORRUPTED_IOI_PROMPT
+from analysis.datasets.probes import CORRUPTED_IOI_PROMPT
 from tests.browser_support import figure_index, send_head_to_lab, wait_for_app
 
 pytestmark = pytest.mark.browser

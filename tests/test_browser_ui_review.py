@@ -6,7 +6,7 @@ from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
 
-from analysis.methods.probes import EXAMPLE_TEXTS
+from analysis.datasets.probes import EXAMPLE_TEXTS
 from tests.browser_support import selected_option, wait_for_app
 
 pytestmark = pytest.mark.browser

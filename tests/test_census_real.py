@@ -7,7 +7,7 @@ import pytest
 
 from analysis.methods.census import SCORE_COLUMNS, census_summary, head_census
 from analysis.cli.main import main as cli_main
-from analysis.methods.probes import EXAMPLE_TEXTS, IOI_PROMPT
+from analysis.datasets.probes import EXAMPLE_TEXTS, IOI_PROMPT
 
 pytestmark = pytest.mark.slow
 

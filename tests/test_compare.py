@@ -10,7 +10,7 @@ import pytest
 
 from analysis.methods.compare import CompareError, align_tokens, compare_models, compare_texts, js_distance, \
     pattern_difference
-from analysis.methods.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
+from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.runtime.trace import run_trace
 
 

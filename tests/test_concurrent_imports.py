@@ -9,9 +9,9 @@ from tests.conftest import ROOT
 SESSIONS = """
 import sys, threading
 sys.path.insert(0, {root!r})
-modules = ["components.sidebar", "components.attention_figures", "analysis.methods.census", "components.page",
-           "analysis.runtime.trace", "components.cache", "analysis.methods.patching", "components.job_panel",
-           "analysis.methods.pooling", "analysis.jobs.kinds"]
+modules = ["components.panels.sidebar", "components.figures.attention", "analysis.methods.census", "components.page",
+           "analysis.runtime.trace", "components.caches.models", "analysis.methods.patching", "components.panels.job_panel",
+           "analysis.runtime.pooling", "analysis.jobs.kinds"]
 errors = []
 start = threading.Barrier(3 * len(modules))
 def session(name):  # what app.py does first, then a page's own import
@@ -37,7 +37,7 @@ sys.path.insert(0, {root!r})
 import components
 from components.preload import preload_modules
 preload_modules()
-names = [f"components.{{m.name}}" for m in pkgutil.iter_modules(components.__path__)] + ["torch", "sqlalchemy", "pandas"]
+names = [m.name for m in pkgutil.walk_packages(components.__path__, prefix="components.")] + ["torch", "sqlalchemy", "pandas"]
 print([name for name in names if name not in sys.modules])
 """
 

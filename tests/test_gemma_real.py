@@ -15,7 +15,7 @@ from analysis.methods.ablation_spec import preset_heads
 from analysis.methods.census import PROBE_LENGTH, head_census
 from analysis.methods.logit_attribution import attribution_terms, decompose
 from analysis.methods.metrics import Metric
-from analysis.methods.probes import IOI_PROMPT, random_token_ids
+from analysis.datasets.probes import IOI_PROMPT, random_token_ids
 from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.trace import encode_text, run_trace
 

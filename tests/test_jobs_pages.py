@@ -19,7 +19,7 @@ JOB_TIMEOUT = 400.0
 @pytest.fixture
 def job_database(tmp_path, monkeypatch):
     """An empty share-and-jobs database for the test (the app reads ATLAS_DB_PATH when it first opens it)."""
-    from components.job_panel import job_runner, job_store
+    from components.panels.job_panel import job_runner, job_store
     from components.share_links import share_store
 
     monkeypatch.setenv("ATLAS_DB_PATH", str(tmp_path / "atlas.sqlite"))

@@ -11,7 +11,7 @@ from analysis.runtime.interventions import HeadIntervention, compile_edits
 from analysis.methods.logit_attribution import LogitAttributionUnsupported, attribution_terms, decompose, \
     freeze_norm, head_attribution, head_logit_lens
 from analysis.methods.metrics import resolve_target
-from analysis.methods.probes import IOI_PROMPT
+from analysis.datasets.probes import IOI_PROMPT
 from analysis.runtime.trace import encode_text
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.methods.probes import repeated_random_text
+from analysis.datasets.probes import repeated_random_text
 from analysis.runtime.forward import run_patterns
 from analysis.runtime.trace import HARD_MAX_TOKENS, run_trace
 from tests.test_app_foundation import messages, run_app

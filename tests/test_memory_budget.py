@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from analysis.memory_budget import SizedCache, budget_bytes, memoise, shared_cache, size_of
-from analysis.methods.probes import repeated_random_text
+from analysis.datasets.probes import repeated_random_text
 
 MB = 2**20
 
@@ -66,7 +66,7 @@ def test_twenty_long_texts_keep_the_process_under_the_budget(smollm2, small_budg
     """20 different 1,024-token texts through the app's own caches (trace, head pattern, token view): the
     server's memory stays within the model, the budget and a margin for one request's transient arrays. The
     previous design kept 1.08 GB of patterns per such text and would need over 20 GB here."""
-    from components import cache as app_cache
+    from components.caches import models as app_cache
 
     process = psutil.Process()
     app_cache.cached_trace("smollm2-135m", "warm up", 1024)  # the model loaded, allocator warmed

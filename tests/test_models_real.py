@@ -7,7 +7,7 @@ import torch
 
 from analysis.runtime.loading import cache_root
 from analysis.runtime.models import ModelLoadError, resolve_model
-from analysis.methods.probes import IOI_PROMPT
+from analysis.datasets.probes import IOI_PROMPT
 from analysis.runtime.trace import TextError, run_trace
 from tests.oracles import stacked_patterns
 

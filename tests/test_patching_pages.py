@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from analysis.datasets.natural_text import NATURAL_SENTENCES
-from analysis.methods.probes import CORRUPTED_FACTUAL_PROMPT, CORRUPTED_IOI_PROMPT, FACTUAL_PROMPT, IOI_PROMPT
+from analysis.datasets.probes import CORRUPTED_FACTUAL_PROMPT, CORRUPTED_IOI_PROMPT, FACTUAL_PROMPT, IOI_PROMPT
 from tests.test_app_foundation import messages, run_app
 from tests.test_jobs_pages import job_database, rerun_until  # noqa: F401 - job_database is a fixture
 

@@ -7,7 +7,7 @@ from analysis.cli.main import main
 from analysis.methods.importance import rank_correlation
 from analysis.methods.patching import PatchingMetric, attribution_patching, head_patching, head_patching_naive
 from analysis.methods.patching_runs import Patch, patched_values, prepare_runs
-from analysis.methods.probes import patching_pair
+from analysis.datasets.probes import patching_pair
 from analysis.runtime.trace import encode_text
 
 

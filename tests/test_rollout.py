@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.methods.probes import IOI_PROMPT
+from analysis.datasets.probes import IOI_PROMPT
 from analysis.methods.rollout import array_flow, layer_mixing, rollout, trace_flow
 from analysis.runtime.trace import run_trace
 from tests.oracles import stacked_patterns

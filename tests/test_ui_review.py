@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from analysis.methods.probes import EXAMPLE_TEXTS
+from analysis.datasets.probes import EXAMPLE_TEXTS
 from analysis.runtime.models import EMBEDDED_MODELS, EmbeddedModel
-from components.compare_figures import MAX_CELLS, pattern_panel
+from components.figures.compare import MAX_CELLS, pattern_panel
 from tests.test_app_foundation import messages, run_app
 
 LAB, CENSUS, FLOW, COMPARE = "pages/ablation_lab.py", "pages/census.py", "pages/flow.py", "pages/compare.py"

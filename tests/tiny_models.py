@@ -56,7 +56,7 @@ def tiny_bert(seed: int = 0) -> ModelHandle:
 
 class RoundTripCharTokenizer(CharTokenizer):
     """``CharTokenizer`` whose ``decode`` inverts ``encode`` (id 3 + k decodes to chr(61 + k)), so that seeded
-    word probes (``analysis.methods.probes.random_token_ids``) find plain letter tokens. The inherited
+    word probes (``analysis.datasets.probes.random_token_ids``) find plain letter tokens. The inherited
     ``decode`` is not the inverse of ``encode`` (e.g. 'A' encodes to 7, and 7 decodes to '$'). Called like a
     transformers tokenizer: ``return_tensors=None`` (the default) gives a list, "pt" a [1, n] tensor."""
 

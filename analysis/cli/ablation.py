@@ -9,7 +9,7 @@ from analysis.methods.ablation_spec import parse_ablation
 from analysis.methods.importance import ABLATION_MODES, ablation_importance, gradient_importance, rank_correlation
 from analysis.runtime.loading import load_model
 from analysis.methods.metrics import METRICS, Metric, resolve_target
-from analysis.methods.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
+from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.runtime.tokens import display_token
 from analysis.runtime.trace import encode_text
 

@@ -9,7 +9,7 @@ from analysis.heads import parse_heads
 from analysis.runtime.loading import load_model
 from analysis.methods.logit_attribution import attribution_terms, decompose, head_attribution, head_logit_lens
 from analysis.methods.metrics import resolve_target
-from analysis.methods.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
+from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.methods.rollout import trace_flow
 from analysis.runtime.tokens import display_token
 from analysis.runtime.trace import encode_text, run_trace

@@ -12,7 +12,7 @@ from analysis.methods.metrics import resolve_target
 from analysis.methods.patching import DIRECTIONS, PATCHING_METRICS, PatchingMetric, attribution_patching, \
     head_patching, head_position_patching, residual_patching
 from analysis.methods.patching_runs import check_patchable
-from analysis.methods.probes import PATCHING_PAIRS, patching_pair
+from analysis.datasets.probes import PATCHING_PAIRS, patching_pair
 from analysis.runtime.loading import load_model
 from analysis.runtime.tokens import display_token
 from analysis.runtime.trace import encode_text

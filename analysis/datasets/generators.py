@@ -16,7 +16,7 @@ import numpy as np
 
 from analysis.datasets import Dataset, DatasetError, PairRow
 from analysis.datasets.natural_text import NATURAL_SENTENCES
-from analysis.methods.probes import repeated_random_text
+from analysis.datasets.probes import repeated_random_text
 
 MAX_GENERATED_ROWS = 2_000
 GENERATORS: dict[str, str] = {"ioi": "IOI pairs", "repeat": "Repeated random tokens",

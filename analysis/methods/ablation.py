@@ -17,7 +17,7 @@ import torch
 
 from analysis.methods.reference import reference_means
 from analysis.runtime.attention import CALL_KEYWORD, CallRecord
-from analysis.methods.pooling import pool_pattern
+from analysis.runtime.pooling import pool_pattern
 from analysis.runtime.forward import check_editable, layer_attention, run_model
 from analysis.runtime.handle import ModelHandle
 from analysis.heads import heads_frame

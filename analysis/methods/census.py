@@ -23,7 +23,7 @@ from analysis.runtime.handle import ModelHandle
 from analysis.methods.head_scores import (class_mass, duplicate_token_score, first_token_score, induction_score,
                                   local_mass, mean_distance, normalised_entropy, offset_score)
 from analysis.heads import heads_frame
-from analysis.methods.probes import random_token_ids
+from analysis.datasets.probes import random_token_ids
 from analysis.runtime.trace import DEFAULT_MAX_TOKENS, encode_text
 
 PROBE_LENGTH = 32

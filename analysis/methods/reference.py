@@ -13,7 +13,7 @@ import weakref
 
 import torch
 
-from analysis.methods.probes import EXAMPLE_TEXTS, random_token_ids
+from analysis.datasets.probes import EXAMPLE_TEXTS, random_token_ids
 from analysis.runtime.forward import run_model
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import EditBases

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from analysis.methods.pooling import thumbnails as pool_thumbnails
+from analysis.runtime.pooling import thumbnails as pool_thumbnails
 from analysis.runtime.attention import CallRecord
 from analysis.runtime.forward import layer_attention, run_model, run_patterns
 from analysis.runtime.handle import ModelHandle

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.methods.census import LabelThresholds, head_census, label_heads, threshold_names
-from components.cache import cached_model
+from components.caches.models import cached_model
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

@@ -8,39 +8,9 @@ from plotly.subplots import make_subplots
 
 from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.tokens import display_token
-from components.attention_figures import layer_head_axes
+from components.figures.grids import layer_head_axes
 
 BEFORE, AFTER = "#9aa5b1", "#d6336c"
-
-
-def grid_layout(figure: go.Figure, n_layers: int, n_heads: int, title: str) -> go.Figure:
-    """Axes, size and title of a layer × head grid: the title on its own line above the H0… column labels."""
-    layer_head_axes(figure, n_layers, n_heads)
-    figure.update_layout(height=max(300, 20 * n_layers + 100), margin={"l": 40, "r": 10, "t": 80, "b": 10},
-                         plot_bgcolor="white", dragmode=False,
-                         title={"text": title, "font": {"size": 14}, "x": 0, "xref": "paper", "xanchor": "left",
-                                "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 12}})
-    return figure
-
-
-def importance_grid(frame: pd.DataFrame, column: str, title: str, signed: bool,
-                    colorbar_title: str | None = None) -> go.Figure:
-    """A layer × head heatmap of one value column; signed values get a diverging scale centred on 0."""
-    n_layers, n_heads = int(frame["layer"].max()) + 1, int(frame["head_index"].max()) + 1
-    values = frame[column].to_numpy().reshape(n_layers, n_heads)
-    bound = float(np.nanmax(np.abs(values), initial=0.0)) or 1.0  # all NaN (a score undefined everywhere): 1
-    figure = go.Figure(go.Heatmap(
-        z=values, x=list(range(n_heads)), y=list(range(n_layers)), hoverinfo="skip",
-        colorscale="RdBu_r" if signed else "Viridis", zmid=0 if signed else None,
-        zmin=-bound if signed else 0, zmax=bound,
-        colorbar={"title": colorbar_title or column, "thickness": 12},
-    ))
-    return grid_layout(figure, n_layers, n_heads, title)
-
-
-def hover_values(frame: pd.DataFrame, column: str) -> list[str]:
-    """Per-head hover text 'L3H2: 0.0123' in (layer, head) order."""
-    return [f"{head}: {value:.4g}" for head, value in zip(frame["head"], frame[column])]
 
 
 def selection_grid(n_layers: int, n_heads: int, selection: list[HeadIntervention]) -> go.Figure:

@@ -2,7 +2,7 @@
 
 Each panel is its own figure, so its axis labels get their own margins; pages write the panel's title above
 it, where the chart toolbars (shown on hover at the top right) cannot cover it. A matrix longer than
-``MAX_CELLS`` per side is drawn as block means (``analysis.methods.pooling``), which keeps a figure near
+``MAX_CELLS`` per side is drawn as block means (``analysis.runtime.pooling``), which keeps a figure near
 0.5 MB even at 4,096 tokens; the axis labels then name the first token and the size of each block.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from analysis.methods.compare import Alignment
-from analysis.methods.pooling import block_edges, pool_pattern
-from components.attention_figures import COLOR_SCALE
+from analysis.runtime.pooling import block_edges, pool_pattern
+from components.figures.attention import COLOR_SCALE
 
 MAX_CELLS = 300  # cells per side of a drawn matrix
 TICKS = 40  # axis labels per side at most

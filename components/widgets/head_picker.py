@@ -26,26 +26,6 @@ def head_picker(info: ModelInfo, state: dict) -> tuple[int, int]:
     return int(state["layer"]), int(state["head"])
 
 
-OPEN_HEAD = "click to open it in the head view"
-
-
-def add_head_click_layer(figure: go.Figure, n_layers: int, n_heads: int,
-                         hover_text: Sequence[str] | None = None, marker_size: int = 18,
-                         click_action: str = OPEN_HEAD) -> go.Figure:
-    """Overlay one invisible, clickable point per head; ``hover_text`` is per head in (layer, head) order and
-    ``click_action`` says in the hover what a click does (e.g. "click to add or remove it")."""
-    layers = [layer for layer in range(n_layers) for _ in range(n_heads)]
-    heads = [head for _ in range(n_layers) for head in range(n_heads)]
-    text = list(hover_text) if hover_text is not None else [f"L{l}H{h}" for l, h in zip(layers, heads)]
-    figure.add_trace(go.Scatter(
-        x=heads, y=layers, mode="markers", text=text, hovertemplate=f"%{{text}}<extra>{click_action}</extra>",
-        marker={"symbol": "square", "size": marker_size, "opacity": 0.0}, showlegend=False, name="heads",
-        selected={"marker": {"opacity": 0.0}}, unselected={"marker": {"opacity": 0.0}},
-    ))
-    figure.update_layout(clickmode="event+select", dragmode=False)
-    return figure
-
-
 def head_grid(figure: go.Figure, key: str) -> tuple[int, int] | None:
     """Draw a figure built with ``add_head_click_layer``; return the (layer, head) the user clicked, once."""
     counter_key = f"{key}_clicks"

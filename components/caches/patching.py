@@ -16,8 +16,7 @@ from analysis.methods.patching import PatchingMetric, attribution_patching, head
     residual_patching
 from analysis.methods.patching_runs import Progress, prepare_runs
 from analysis.runtime.tokens import token_strings
-from components.ablation_cache import input_ids
-from components.cache import cached_model
+from components.caches.models import cached_model, input_ids
 
 
 class PatchRequest(NamedTuple):

@@ -13,7 +13,7 @@ from analysis.datasets import Dataset, PairRow
 from analysis.jobs.records import JobRecord, params_key
 from analysis.jobs.runner import INTERACTIVE_PRIORITY, JobRequest
 from analysis.runtime.handle import ModelInfo
-from components.job_panel import job_outcome, job_progress, job_result, job_store, load_job, start_job, \
+from components.panels.job_panel import job_outcome, job_progress, job_result, job_store, load_job, start_job, \
     start_problem
 from components.share_links import DATABASE_ERRORS
 from components.state import get_state, update_state

@@ -10,10 +10,11 @@ from analysis.datasets import Dataset
 from analysis.jobs.kinds import KINDS
 from analysis.jobs.records import JobRecord
 from analysis.methods.aggregate import CONFIDENCE, head_summary, head_values
-from components.ablation_figures import importance_grid
-from components.dataset_figures import interval_figure, row_distribution, summary_hover
-from components.head_picker import add_head_click_layer, head_grid
-from components.job_panel import job_result
+from components.figures.grids import importance_grid
+from components.figures.datasets import interval_figure, row_distribution, summary_hover
+from components.widgets.head_picker import head_grid
+from components.figures.grids import add_head_click_layer
+from components.panels.job_panel import job_result
 from components.navigation import PAGES, page_file
 from components.state import bind, update_state
 

@@ -3,7 +3,7 @@
 Clean runs (the residual stream of a text) and ablation results go under the one memory budget
 (``analysis.memory_budget``); the small tables stay in Streamlit's caches.
 
-The exact all-heads ablation runs as a background job (``components.page_jobs``), not here.
+The exact all-heads ablation runs as a background job (``components.panels.page_jobs``), not here.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from analysis.methods.ablation import AblationResult, CleanRun, ablate, clean_ru
 from analysis.methods.ablation_spec import parse_ablation
 from analysis.methods.importance import gradient_importance
 from analysis.methods.metrics import Metric
-from components.cache import cached_model, cached_trace
+from components.caches.models import cached_model, input_ids
 
 MetricKey = tuple[str, int, int, int | None]  # name, span start, span end, target id
 
@@ -24,11 +24,6 @@ MetricKey = tuple[str, int, int, int | None]  # name, span start, span end, targ
 def _metric(key: MetricKey) -> Metric:
     name, start, end, target_id = key
     return Metric(name, (start, end), target_id)
-
-
-def input_ids(model: str, text: str, max_tokens: int) -> torch.Tensor:
-    """The token ids [1, tokens] the trace analysed."""
-    return torch.from_numpy(cached_trace(model, text, max_tokens).token_ids.copy())[None]
 
 
 @memoise

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis.jobs.kinds import KINDS
-from components.job_panel import job_link, job_store
+from components.panels.job_panel import job_link, job_store
 from components.share_links import DATABASE_ERRORS
 
 

@@ -13,7 +13,7 @@ from analysis.datasets.parsing import MAX_ROW_CHARS, MAX_ROWS, MAX_UPLOAD_BYTES,
 from analysis.jobs.kinds import KINDS, available_kinds
 from analysis.methods.patching_metric import PATCHING_METRICS
 from analysis.runtime.handle import ModelHandle
-from components.metric_controls import ablation_mode_choice, metric_choice
+from components.widgets.metrics import ablation_mode_choice, metric_choice
 from components.state import bind
 
 SOURCES = {**GENERATORS, "upload": "Upload CSV or JSONL"}

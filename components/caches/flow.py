@@ -7,7 +7,7 @@ import torch
 from analysis.memory_budget import memoise
 from analysis.methods.logit_attribution import ResidualDecomposition, decompose
 from analysis.methods.rollout import Flow, trace_flow
-from components.cache import cached_model, cached_trace, with_spinner
+from components.caches.models import cached_model, cached_trace, with_spinner
 
 Heads = tuple[tuple[int, int], ...] | None
 

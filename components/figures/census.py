@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.methods.census import LABELS, SCORE_COLUMNS
-from components.ablation_figures import grid_layout, importance_grid
+from components.figures.grids import grid_layout, importance_grid
 
 SHORT_LABELS = {"induction": "ind", "duplicate-token": "dup", "previous-token": "prev", "dormant": "dorm",
                 "[SEP]": "SEP", "[CLS]": "CLS", "punctuation": "punc", "sink": "sink", "positional": "pos",

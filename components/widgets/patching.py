@@ -13,10 +13,10 @@ import streamlit as st
 from analysis.heads import HeadSpecError, parse_heads
 from analysis.methods.metrics import resolve_target
 from analysis.methods.patching import DIRECTIONS, PATCHING_METRICS
-from analysis.methods.probes import PATCHING_PAIRS, patching_pair
+from analysis.datasets.probes import PATCHING_PAIRS, patching_pair
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.trace import Trace
-from components.patching_cache import PatchRequest
+from components.caches.patching import PatchRequest
 from components.state import bind, get_state, update_state
 
 _PAIR_MESSAGE = "patch_pair_message"

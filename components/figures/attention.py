@@ -5,7 +5,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.methods.pooling import block_edges, pool_pattern
+from analysis.runtime.pooling import block_edges, pool_pattern
 
 THUMBNAIL_CELLS = 16
 LOG_FLOOR = 1e-4
@@ -26,22 +26,6 @@ def mosaic_layout(n_tokens: int) -> tuple[int, int]:
     """(cell size in pixels of the mosaic, stride including the 1-cell gap) for a text length."""
     cells = min(n_tokens, THUMBNAIL_CELLS)
     return cells, cells + 1
-
-
-def layer_head_axes(figure: go.Figure, n_layers: int, n_heads: int) -> go.Figure:
-    """Axes of a layer × head grid: heads H0… across the top, layers L0… downwards, one unit per head."""
-    figure.update_xaxes(tickvals=list(range(n_heads)), ticktext=[f"H{h}" for h in range(n_heads)], side="top",
-                        showgrid=False, zeroline=False, range=[-0.5, n_heads - 0.5])
-    figure.update_yaxes(tickvals=list(range(n_layers)), ticktext=[f"L{layer}" for layer in range(n_layers)],
-                        range=[n_layers - 0.5, -0.5], showgrid=False, zeroline=False)
-    return figure
-
-
-def mark_heads(figure: go.Figure, heads: set[tuple[int, int]]) -> go.Figure:
-    """Put a ✎ in the top-right corner of each (layer, head) cell of a layer × head figure (heads with notes)."""
-    for layer, head in sorted(heads):
-        figure.add_annotation(x=head + 0.42, y=layer - 0.42, text="✎", showarrow=False, font={"size": 11})
-    return figure
 
 
 def overview_mosaic(thumbnails: np.ndarray, log_color: bool = False,

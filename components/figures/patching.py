@@ -10,8 +10,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.runtime.tokens import display_token
-from components.attention_figures import layer_head_axes
-from components.head_picker import add_head_click_layer
+from components.figures.grids import layer_head_axes
+from components.figures.grids import add_head_click_layer
 
 
 def _scale(values: np.ndarray, centre: float) -> dict:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from analysis.memory_budget import shared_cache
 from analysis.methods.compare import compare_models, compare_texts
-from components.cache import cached_trace
+from components.caches.models import cached_trace
 
 Run = tuple[str, str]  # (model, text)
 

@@ -3,7 +3,7 @@
 Widgets: a heads box ("L12H3, L14H*"), a clickable layer × head grid, and per selected head one
 intervention read as a single idea — what its output moves toward (nothing: scaled; its mean; the second
 text's output) and how much of its own output it keeps (0 replaced … 1 unchanged … 2 doubled), with the
-result in words ("removed", "×1.50", "replaced by its mean"). Presets are in ``components.lab_presets``.
+result in words ("removed", "×1.50", "replaced by its mean"). Presets are in ``components.widgets.lab_presets``.
 Other pages add heads with ``add_head``.
 """
 from __future__ import annotations
@@ -15,9 +15,10 @@ from analysis.methods.ablation_spec import format_ablation, parse_ablation
 from analysis.runtime.handle import ModelInfo
 from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.trace import Trace
-from components.ablation_figures import selection_grid
+from components.figures.ablation import selection_grid
 from components.page import second_trace_or_stop
-from components.head_picker import add_head_click_layer, head_grid
+from components.widgets.head_picker import head_grid
+from components.figures.grids import add_head_click_layer
 from components.state import bind, get_state, update_state
 
 HEAD_WIDGETS = "w_lab_"  # per-head widgets; they show the selection again whenever it changes elsewhere

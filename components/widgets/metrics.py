@@ -7,7 +7,7 @@ from analysis.runtime.handle import ModelHandle
 from analysis.methods.importance import ABLATION_MODES
 from analysis.methods.metrics import METRICS, MetricError, loss_slice, resolve_target
 from analysis.runtime.trace import Trace
-from components.ablation_cache import MetricKey
+from components.caches.ablation import MetricKey
 from components.state import bind, update_state
 
 METRIC_HELP = ("Δ loss: change of the mean next-token loss over the text (or the span). Δ log-prob: change of the "

@@ -10,6 +10,7 @@ from typing import Callable, TypeVar
 
 import numpy as np
 import streamlit as st
+import torch
 
 from analysis.memory_budget import memoise
 from analysis.runtime.handle import ModelHandle
@@ -56,3 +57,8 @@ def cached_token_attention(model_name: str, text: str, max_tokens: int, position
                            ) -> np.ndarray:
     """[layers, heads, tokens]: where a token looks ('from') or who looks at it ('to'), every head."""
     return cached_trace(model_name, text, max_tokens).token_attention(position, direction)
+
+
+def input_ids(model: str, text: str, max_tokens: int) -> torch.Tensor:
+    """The token ids [1, tokens] the trace analysed."""
+    return torch.from_numpy(cached_trace(model, text, max_tokens).token_ids.copy())[None]

@@ -14,8 +14,8 @@ from analysis.methods.ablation_spec import preset_heads
 from analysis.runtime.handle import ModelInfo
 from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.models import model_title
-from components.census_cache import state_census, state_thresholds
-from components.lab_selection import write_selection
+from components.caches.census import state_census, state_thresholds
+from components.widgets.lab_selection import write_selection
 
 PRESET_NAMES = {"induction": "induction heads", "sink": "sink heads", "layer": "a whole layer",
                 "random": "random heads"}

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.methods.probes import EXAMPLE_TEXTS, repeated_random_text
+from analysis.datasets.probes import EXAMPLE_TEXTS, repeated_random_text
 from analysis.runtime.models import EMBEDDED_MODELS, ModelLoadError, is_installed, is_servable
 from analysis.runtime.trace import HARD_MAX_TOKENS
 from analysis.viewstate import FIELDS, MAX_TEXT_CHARS
-from components.cache import cached_model
-from components.share_panel import share_panel
+from components.caches.models import cached_model
+from components.panels.share import share_panel
 from components.state import bind, get_state, update_state
 
 OTHER = "Other: local folder or hub id…"

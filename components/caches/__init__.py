@@ -1,0 +1,1 @@
+"""Process-wide caches of backend results (``st.cache_*`` and the shared memory budget), keyed by value."""

@@ -1,0 +1,1 @@
+"""Page sections and sidebar panels built from widgets, caches and figures."""

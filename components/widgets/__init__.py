@@ -1,0 +1,1 @@
+"""Controls that read and write the URL-bound view state."""
