@@ -463,3 +463,20 @@ def test_trace_thumbnails_equal_pooled_eager_patterns(name):
         np.testing.assert_allclose(trace.thumbnails[layer], pooled, rtol=0, atol=1e-6)
         np.testing.assert_allclose(trace.thumbnails_without_sink[layer], without_sink, rtol=0, atol=1e-6)
     assert ids.shape[1] > 64 if handle.info.causal else ids.shape[1] < 64  # blocks that overlap / one per token
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma3", "gpt2"])
+def test_gradients_of_a_restart_from_a_kept_stream_equal_the_full_run(name):
+    case = prepared(name)
+    handle, ids = case.handle, case.ids
+    target = int(case.reference[0, -1].argmax())
+    full = run_with_cache(handle, ids, sites=("resid_pre", "k", "mlp_out", "resid_mid"), grad=True)
+    torch.log_softmax(full.logits[0, -1], -1)[target].backward()
+    kept = run_with_cache(handle, ids, sites=("resid_pre",))  # no gradients: inference tensors
+    restart = run_with_cache(handle, ids, sites=("resid_pre", "k", "mlp_out", "resid_mid"), grad=True,
+                             start_layer=1, start_residual=kept["resid_pre", 1])
+    torch.log_softmax(restart.logits[0, -1], -1)[target].backward()
+    for site in ("resid_pre", "k", "mlp_out", "resid_mid"):
+        close(restart.grad(site, 1), full.grad(site, 1), atol=1e-6)
+    close(head_input_grads(restart, "k")[0], head_input_grads(full, "k")[1], atol=1e-6)
+    assert full.grad("resid_pre", 0).abs().max() > 0 and restart.layers("k") == [1]
