@@ -1,7 +1,9 @@
 """Job records (SQLite and PostgreSQL), orphaned jobs after a restart, and jobs run on the embedded Dask cluster."""
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import signal
 import socket
@@ -16,14 +18,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+import cloudpickle
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from analysis.datasets import Dataset
 from analysis.datasets.generators import IOI_TEMPLATES, NAMES, OBJECTS, PLACES, ioi_dataset
+from analysis.jobs import tasks
 from analysis.jobs.cluster import dask_client
 from analysis.jobs.kinds import KINDS, JobCancelled, compute_rows
-from analysis.jobs.records import STALE_SECONDS, JobStore, frame_bytes, jobs_table, runner_name
+from analysis.jobs.records import STALE_SECONDS, JobStore, frame_bytes, jobs_table, params_key, runner_name
 from analysis.jobs.runner import JobRequest, JobRunner, shard, shard_size, wait_for
 from analysis.methods.importance import ablation_importance
 from analysis.methods.metrics import Metric
@@ -35,6 +39,7 @@ from tests.tiny_models import word_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP_TIMEOUT = 120.0
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers run this module's shard counter by value
 
 
 def tiny_causal_folder(folder: Path) -> str:
@@ -177,7 +182,8 @@ def check_one_job_for_simultaneous_submits(jobs: JobStore, threads: int = 8) -> 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         ids = set(pool.map(submit, range(threads)))
     with jobs.engine.connect() as connection:
-        stored = connection.execute(sa.select(sa.func.count()).select_from(jobs_table)).scalar()
+        stored = connection.execute(sa.select(sa.func.count()).select_from(jobs_table).where(
+            jobs_table.c.params_key == params_key(request.params()))).scalar()
     client.release.set()
     assert len(ids) == 1 and stored == 1
     assert wait_for(jobs, ids.pop(), 10).status == "failed" and client.calls == 1
@@ -296,32 +302,91 @@ def test_a_worker_with_other_weights_fails_the_job_with_the_reason(embedded, tin
     assert record.status == "failed" and "give the workers the same weights" in record.message
 
 
+SWEEP_ROWS = 96  # 6 shards of 16 rows for one worker: long enough to stop mid-sweep, short enough to rerun
+EXACT_LOSS = {"metric": "loss", "mode": "zero"}
+
+
+def sweep_texts() -> list[str]:
+    return [f"the cat sat on the mat {'dog ' * (i % 7)}" for i in range(SWEEP_ROWS)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_folder) -> pd.DataFrame:
+    """The exact ablation of every sweep row computed here in one go: what an interrupted job must end with."""
+    request = JobRequest("exact", tiny_folder, "", Dataset("sweep", tuple(sweep_texts())), EXACT_LOSS, 64)
+    return in_process(tiny_folder, request)[0]
+
+
+def _counted_shard(log: str, *args, **kwargs):
+    """Runs on a worker instead of ``run_shard``: appends the shard's first row to ``log``, then computes it."""
+    with open(log, "a") as out:
+        out.write(f"{args[4][0][0]}\n")
+    return tasks.run_shard(*args, **kwargs)
+
+
+def _wait_for_stored_shards(jobs: JobStore, alive, timeout: float = SWEEP_TIMEOUT) -> tuple[str, dict[int, str]]:
+    """Poll until some job of ``jobs`` has at least one stored shard; returns (job id, its stored shards)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert alive() and time.monotonic() < deadline
+        recent = jobs.recent(1)
+        if recent and (stored := jobs.stored_shards(recent[0].id)):
+            return recent[0].id, stored
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
-def test_killing_the_process_running_a_job_leaves_it_failed(tmp_path, tiny_folder):
-    """The CLI runs a sweep (its own embedded cluster); killed mid-job, the record reads as failed, not running."""
+def test_a_job_whose_server_stopped_resumes_from_its_stored_shards(embedded, tiny_folder, uninterrupted, tmp_path,
+                                                                   monkeypatch):
+    """The CLI runs a sweep (its own embedded cluster) and is stopped with SIGTERM mid-sweep; a new runner (what a
+    restarted app does at start-up) resumes it: no stored shard is computed again, the result equals an
+    uninterrupted run."""
     rows = tmp_path / "rows.jsonl"
-    rows.write_text("".join(json.dumps({"text": f"the cat sat on the mat {'dog ' * (i % 9)}"}) + "\n"
-                            for i in range(4000)))
+    rows.write_text("".join(json.dumps({"text": text}) + "\n" for text in sweep_texts()))
     database = tmp_path / "atlas.sqlite"
     process = subprocess.Popen(
         [sys.executable, "-m", "analysis", "sweep", "--model", tiny_folder, "--dataset", str(rows), "--kind", "exact",
-         "--db", str(database), "--workers", "1", "--out", str(tmp_path / "out.csv")],
+         "--metric", "loss", "--max-tokens", "64", "--db", str(database), "--workers", "1",
+         "--out", str(tmp_path / "out.csv")],
         cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True)
     jobs = JobStore(ShareStore(f"sqlite:///{database}"))
     try:
-        deadline = time.monotonic() + SWEEP_TIMEOUT
-        while not (recent := jobs.recent(1)) or recent[0].done == 0:
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read().decode()[-2000:]
-            time.sleep(0.3)
+        job_id, _ = _wait_for_stored_shards(jobs, lambda: process.poll() is None)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGTERM)
         process.wait()
-    record = jobs.load(recent[0].id)
-    assert record.status == "failed" and record.message == RESTART_MESSAGE and record.result is None
-    with jobs.engine.connect() as connection:
-        assert connection.execute(sa.select(sa.func.count()).select_from(jobs_table)
-                                  .where(jobs_table.c.status == "running")).scalar() == 0
+    before = jobs.stored_shards(job_id)
+    shards = math.ceil(SWEEP_ROWS / jobs.load(job_id).shard_rows)
+    assert 0 < len(before) < shards and jobs.load(job_id).status == "running"
+
+    log = tmp_path / "computed.log"
+    monkeypatch.setattr(tasks, "run_shard", functools.partial(_counted_shard, str(log)))
+    runner = JobRunner(jobs, dask_client)
+    assert runner.resume_orphans() == 1 and runner.resume_orphans() == 0  # resumed once, by this runner
+    record = wait_for(jobs, job_id, SWEEP_TIMEOUT)
+    assert record.status == "done", record.message
+    size = record.shard_rows
+    computed = [int(line) // size for line in log.read_text().split()]
+    assert sorted(computed) == sorted(set(range(shards)) - set(before))  # each missing shard once, no stored one
+    assert_same_result(record.frame(), uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_sweep_loses_nothing(embedded, tiny_folder, uninterrupted):
+    """One of the embedded cluster's two worker processes is killed while the sweep runs: Dask runs its shards
+    again elsewhere, and the result equals an uninterrupted run."""
+    client = dask_client()
+    pids = client.run(os.getpid)
+    request = JobRequest("exact", tiny_folder, "", Dataset("sweep", tuple(sweep_texts())), EXACT_LOSS, 64)
+    job_id = embedded.submit(request)
+    _wait_for_stored_shards(embedded.jobs, lambda: embedded.jobs.load(job_id).active)
+    victim = sorted(pids.values())[0]
+    os.kill(victim, signal.SIGKILL)
+    record = wait_for(embedded.jobs, job_id, SWEEP_TIMEOUT)
+    assert record.status == "done", record.message
+    assert victim not in client.run(os.getpid).values()  # the worker really died (its nanny started a new one)
+    assert_same_result(record.frame(), uninterrupted)
 
 
 def test_the_dataset_command_writes_jsonl_and_reports_bad_rows(tmp_path, capsys):

@@ -71,7 +71,7 @@ def _note_item(note: HeadNote) -> None:
     elif can_write():
         with st.expander("Edit or delete"):
             with st.form(f"note_edit_{note.id}_{note.revision}", border=False):
-                st.text_area("Note", value=note.text, max_chars=MAX_NOTE_CHARS, key=f"note_edit_text_{note.id}")
+                st.text_area("New text", value=note.text, max_chars=MAX_NOTE_CHARS, key=f"note_edit_text_{note.id}")
                 st.text_input("Label (optional)", value=note.label, max_chars=40, key=f"note_edit_label_{note.id}")
                 left, right = st.columns([1, 1])
                 left.form_submit_button("Save", icon=":material/save:", on_click=_edit_note, args=(note.id,))
