@@ -153,7 +153,7 @@ class ShareStore:
         self._create_schema()
 
     def _create_schema(self) -> None:
-        _metadata.create_all(self.engine, checkfirst=True)
+        create_tables(self.engine, _metadata)
         add_missing_columns(self.engine, notes_table)
         with self.engine.begin() as connection:
             version = connection.execute(sa.select(schema_table.c.version)).scalar()
@@ -268,6 +268,15 @@ def _checked_text(text: str) -> str:
 
 def _note(row: Mapping[str, Any]) -> HeadNote:
     return HeadNote(**{key: row[key] for key in HeadNote.__dataclass_fields__})
+
+
+def create_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create the tables (and indexes) of ``metadata`` that do not exist yet; a second process doing the same at the
+    same moment (replicas starting together) makes the first attempt fail, so it is made once more."""
+    try:
+        metadata.create_all(engine, checkfirst=True)
+    except sa.exc.DatabaseError:
+        metadata.create_all(engine, checkfirst=True)
 
 
 def add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:

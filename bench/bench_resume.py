@@ -42,18 +42,17 @@ def _run(command: list[str]) -> float:
 
 def _stop_midway(command: list[str], database: Path, kill_at: float) -> tuple[int, int]:
     """Start the sweep and stop it with SIGTERM once ``kill_at`` of its shards are stored; (stored, shards)."""
+    jobs = JobStore(ShareStore(f"sqlite:///{database}"))  # the tables exist before the sweep's process starts
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "HF_HUB_OFFLINE": "1"}, start_new_session=True)
     try:
         while process.poll() is None:
-            if database.exists():
-                jobs = JobStore(ShareStore(f"sqlite:///{database}"))
-                recent = jobs.recent(1)
-                if recent and recent[0].shard_rows:
-                    shards = -(-int(recent[0].total) // recent[0].shard_rows)
-                    stored = len(jobs.stored_shards(recent[0].id))
-                    if stored >= kill_at * shards:
-                        return stored, shards
+            recent = jobs.recent(1)
+            if recent and recent[0].shard_rows:
+                shards = -(-int(recent[0].total) // recent[0].shard_rows)
+                stored = len(jobs.stored_shards(recent[0].id))
+                if stored >= kill_at * shards:
+                    return stored, shards
             time.sleep(0.1)
         raise RuntimeError("the sweep finished before it could be stopped; raise --rows")
     finally:

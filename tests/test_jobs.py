@@ -344,13 +344,13 @@ def test_a_job_whose_server_stopped_resumes_from_its_stored_shards(embedded, tin
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"text": text}) + "\n" for text in sweep_texts()))
     database = tmp_path / "atlas.sqlite"
+    jobs = JobStore(ShareStore(f"sqlite:///{database}"))
     process = subprocess.Popen(
         [sys.executable, "-m", "analysis", "sweep", "--model", tiny_folder, "--dataset", str(rows), "--kind", "exact",
          "--metric", "loss", "--max-tokens", "64", "--db", str(database), "--workers", "1",
          "--out", str(tmp_path / "out.csv")],
         cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True)
-    jobs = JobStore(ShareStore(f"sqlite:///{database}"))
     try:
         job_id, _ = _wait_for_stored_shards(jobs, lambda: process.poll() is None)
     finally:

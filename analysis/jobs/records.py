@@ -23,7 +23,7 @@ from typing import Any, Mapping
 import pandas as pd
 import sqlalchemy as sa
 
-from analysis.share_store import ID_PATTERN, ShareStore, add_missing_columns
+from analysis.share_store import ID_PATTERN, ShareStore, add_missing_columns, create_tables
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE = ("queued", "running")
@@ -169,7 +169,7 @@ class JobStore:
 
     def __init__(self, store: ShareStore):
         self.engine = store.engine
-        _metadata.create_all(self.engine, checkfirst=True)
+        create_tables(self.engine, _metadata)
         add_missing_columns(self.engine, jobs_table)
         for index in jobs_table.indexes:
             index.create(self.engine, checkfirst=True)

@@ -37,6 +37,15 @@ def job_runner() -> JobRunner:
     return runner
 
 
+def resume_unfinished_jobs() -> None:
+    """Start this process's job runner, which resumes the jobs an earlier server left unfinished (once per process;
+    tried again on the next run if the database cannot be reached)."""
+    try:
+        job_runner()
+    except DATABASE_ERRORS:
+        return
+
+
 def start_job(request: JobRequest, priority: int = 0, **state_changes) -> None:
     """Button callback: submit the job and show it (``job`` and ``state_changes`` go to the view state).
 
