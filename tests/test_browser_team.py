@@ -18,7 +18,7 @@ from analysis.jobs.records import JobStore
 from analysis.jobs.runner import wait_for
 from analysis.share_store import ShareStore
 from tests.browser_support import running_app, wait_for_app
-from tests.test_jobs import tiny_causal_folder
+from tests.jobs_support import tiny_causal_folder
 
 pytestmark = pytest.mark.browser
 
