@@ -9,6 +9,7 @@ upstream node's corrupted − clean write, which is read off the model's own mod
 """
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 
 import numpy as np
@@ -73,8 +74,10 @@ def test_selection_prunes_to_paths_from_input_to_logits():
     assert not prune(graph, top_n(scores, 0)).any()
     assert greedy(graph, scores, 2).sum() == 2 and greedy(graph, scores, 2)[key("L1H0", "logits")].all()
     table["score"] = scores
-    document = circuit_json(graph, table, chosen)
-    assert '"input->a1.h0<q>": {"score": 5.0, "in_graph": true' in document and '"in_graph": false' in document
+    document = json.loads(circuit_json(graph, table, chosen, all_edges=True))
+    assert document["edges"]["input->a1.h0<q>"]["score"] == 5.0 and document["edges"]["input->a1.h0<q>"]["in_graph"]
+    assert len(document["edges"]) == graph.n_edges and document["nodes"]["a1.h0"] == {"in_graph": True}
+    assert list(json.loads(circuit_json(graph, table, chosen))["edges"]) == ["input->a1.h0<q>", "a1.h0->logits"]
 
 
 @pytest.mark.parametrize("name", CAUSAL)

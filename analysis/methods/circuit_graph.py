@@ -33,6 +33,9 @@ SELECTIONS: dict[str, str] = {"top_n": "top n edges by |score|", "threshold": "|
                               "greedy": "greedy from the logits up"}
 
 
+PAGE_SELECTIONS = {name: SELECTIONS[name] for name in ("top_n", "greedy")}  # chosen by a number of edges
+
+
 class CircuitError(ValueError):
     """A circuit cannot be chosen or evaluated as asked (bad size, unknown selection, unknown edge)."""
 
@@ -278,14 +281,17 @@ def _eap_ig_name(name: str) -> str:
     return name
 
 
-def circuit_json(graph: CircuitGraph, table: pd.DataFrame, mask: np.ndarray, meta: dict | None = None) -> str:
+def circuit_json(graph: CircuitGraph, table: pd.DataFrame, mask: np.ndarray, meta: dict | None = None,
+                 all_edges: bool = False) -> str:
     """The graph and a circuit in EAP-IG's JSON layout (``Graph.from_json`` reads it).
 
-    ``cfg`` (n_layers, n_heads, parallel_attn_mlp, d_model, plus n_kv_heads), ``nodes`` {name: {in_graph}} and
-    ``edges`` {"parent->child<q>": {score, in_graph}} with EAP-IG's names (``a{l}.h{h}``, ``m{l}``, ``input``,
-    ``logits``). Under grouped-query attention a k or v edge into a KV group is written once per query head of
-    the group, with the group's score. Each edge also carries the Atlas names (``source``, ``target``,
-    ``input``) and ``meta`` (model, prompts, metric, method) sits under ``atlas``.
+    ``table`` is a score table in the graph's edge order and ``mask`` the circuit. ``cfg`` (n_layers, n_heads,
+    parallel_attn_mlp, d_model, plus n_kv_heads), ``nodes`` {name: {in_graph}} and ``edges`` {"parent->child<q>":
+    {score, in_graph}} with EAP-IG's names (``a{l}.h{h}``, ``m{l}``, ``input``, ``logits``): the circuit's edges,
+    or every edge with ``all_edges`` (EAP-IG leaves edges it is not given out of the graph). Under grouped-query
+    attention a k or v edge into a KV group is written once per query head of the group, with the group's score.
+    Each edge also carries the Atlas names (``source``, ``target``, ``input``); ``meta`` (model, prompts, metric,
+    method) sits under ``atlas``.
     """
     nodes = set(circuit_nodes(graph, mask))
     cfg = {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "n_kv_heads": graph.n_kv_heads,
@@ -293,12 +299,13 @@ def circuit_json(graph: CircuitGraph, table: pd.DataFrame, mask: np.ndarray, met
     node_dict = {_eap_ig_name(name): {"in_graph": name in nodes} for name in (*graph.sources, "logits")}
     edges = {}
     _, inputs = graph.edge_index
-    for row, column, keep in zip(table.itertuples(index=False), inputs, mask):
-        item = graph.inputs[column]
+    sources, targets, kinds, scores = (table[column].to_numpy() for column in ("source", "target", "input", "score"))
+    for index in (range(len(table)) if all_edges else np.flatnonzero(mask)):
+        item = graph.inputs[inputs[index]]
         children = ([_eap_ig_name(head_label(item.layer, head)) for head in item.heads] if item.heads
                     else [_eap_ig_name(item.target)])
         for child in children:
-            name = f"{_eap_ig_name(row.source)}->{child}" + (f"<{row.input}>" if row.input else "")
-            edges[name] = {"score": float(row.score), "in_graph": bool(keep), "source": row.source,
-                           "target": row.target, "input": row.input}
+            name = f"{_eap_ig_name(sources[index])}->{child}" + (f"<{kinds[index]}>" if kinds[index] else "")
+            edges[name] = {"score": float(scores[index]), "in_graph": bool(mask[index]), "source": sources[index],
+                           "target": targets[index], "input": kinds[index]}
     return json.dumps({"cfg": cfg, "nodes": node_dict, "edges": edges, "atlas": meta or {}})

@@ -35,6 +35,7 @@ from analysis.runtime.node_inputs import EdgePatch, NodeWrites, edge_patched_log
 
 METHODS: dict[str, str] = {"eap": "EAP (one gradient)", "eap-ig": "EAP-IG (integrated gradients)",
                            "exact": "exact edge patching (top edges)"}
+SCORE_METHODS = {name: METHODS[name] for name in ("eap", "eap-ig")}  # a score for every edge
 MAX_STEPS = 50
 
 Progress = Callable[[int, int], None]
@@ -151,8 +152,13 @@ def edge_scores(handle: ModelHandle, runs: EdgeRuns, method: str, steps: int = 5
     """``edge_attribution`` on prepared runs."""
     gradients = integrated_gradients(handle, runs, 1 if method == "eap" else steps)
     table = runs.graph.edge_table(score_matrix(runs, gradients))
-    if method != "exact":
-        return table
+    return table if method != "exact" else refine(handle, runs, table, top_k, progress)
+
+
+def refine(handle: ModelHandle, runs: EdgeRuns, table: pd.DataFrame, top_k: int,
+           progress: Progress | None = None) -> pd.DataFrame:
+    """The ``top_k`` rows of a score table by |score|, each edge patched exactly: ``score`` is the exact change
+    of the raw metric, ``estimate`` the table's score; sorted by |score|."""
     top = table.loc[table["score"].abs().sort_values(ascending=False, kind="stable").index[:top_k]].copy()
     top["estimate"] = top["score"]
     top["score"] = exact_edge_values(handle, runs, top, progress=progress) - runs.baseline.clean

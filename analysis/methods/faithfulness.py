@@ -43,35 +43,49 @@ def _base_writes(runs: EdgeRuns, ablation: str) -> torch.Tensor:
     raise PatchingError(f"Unknown ablation '{ablation}'; use one of {', '.join(ABLATIONS)}.")
 
 
+class _CircuitStreams:
+    """The stream each node input reads in a circuit run: the ablated stream plus, for every kept edge, the
+    upstream node's write in this run minus its ablated write."""
+
+    def __init__(self, runs: EdgeRuns, masks: np.ndarray, ablation: str):
+        graph = runs.graph
+        self.graph, self.corrupted = graph, runs.corrupted
+        self.base = _base_writes(runs, ablation)  # [sources, t, d]
+        self.keep = torch.from_numpy(masks & graph.valid[None]).float().transpose(1, 2)  # [rows, inputs, sources]
+        shift = torch.from_numpy(graph.valid.T.astype(np.float32)) @ (self.base - runs.corrupted.writes).flatten(1)
+        self.shift = shift.view(len(graph.inputs), *self.base.shape[1:])  # ablated − corrupted stream per input
+        self.columns: dict[tuple[int, str], list[int]] = {}
+        for column, item in enumerate(graph.inputs):
+            self.columns.setdefault((item.layer, item.kind), []).append(column)
+
+    def _mixed(self, columns: list[int], stream: torch.Tensor, writes: torch.Tensor) -> torch.Tensor:
+        """[rows, columns, t, d]: the ablated stream of each input plus its kept edges' differences."""
+        n = writes.shape[1]
+        difference = (writes - self.base[:n][None]).flatten(2)  # [rows, n, t·d]
+        mixed = torch.bmm(self.keep[:, columns, :n], difference).view(writes.shape[0], len(columns), *stream.shape)
+        return stream + self.shift[columns] + mixed
+
+    def heads(self, layer: int, writes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k and v streams of the layer's heads."""
+        order = [self.columns[layer, kind] for kind in ("q", "k", "v")]
+        mixed = self._mixed(sum(order, []), self.corrupted.resid_pre[layer], writes)
+        sizes = [len(columns) for columns in order]
+        return tuple(mixed.split(sizes, dim=1))
+
+    def mlp(self, layer: int, writes: torch.Tensor) -> torch.Tensor:
+        """The MLP's stream."""
+        stream = self.corrupted.resid_pre[layer] + (0 if self.graph.parallel_mlp else self.corrupted.attn_out[layer])
+        return self._mixed(self.columns[layer, "mlp"], stream, writes)[:, 0]
+
+    def final(self, writes: torch.Tensor) -> torch.Tensor:
+        """The logits' stream."""
+        return self._mixed(self.columns[self.graph.n_layers, "logits"], self.corrupted.resid_pre[-1], writes)[:, 0]
+
+
 def _circuit_logits(handle: ModelHandle, runs: EdgeRuns, masks: np.ndarray, ablation: str) -> torch.Tensor:
     """Last-position logits [circuits, vocab] with each circuit's edges (rows of ``masks`` [circuits, sources,
     inputs]) kept and every other edge ablated."""
-    graph: CircuitGraph = runs.graph
-    base = _base_writes(runs, ablation)
-    corrupted = runs.corrupted
-    keep = torch.from_numpy(masks & graph.valid[None]).to(base.dtype)  # [b, sources, inputs]
-    offset = torch.from_numpy(graph.valid.astype(np.float32)).T.to(base.dtype) @ (base - corrupted.writes
-                                                                               ).flatten(1)  # [inputs, t·d]
-    offset = offset.view(len(graph.inputs), *base.shape[1:])
-    columns: dict[tuple[int, str], list[int]] = {}
-    for column, item in enumerate(graph.inputs):
-        columns.setdefault((item.layer, item.kind), []).append(column)
-
-    def streams(layer: int, kind: str, writes: torch.Tensor) -> torch.Tensor:
-        chosen = columns[(layer, "logits" if kind == "logits" else kind)]
-        if kind == "logits":
-            stream = corrupted.resid_pre[-1]
-        elif kind == "mlp":
-            stream = corrupted.resid_pre[layer] + (0 if graph.parallel_mlp else corrupted.attn_out[layer])
-        else:
-            stream = corrupted.resid_pre[layer]
-        n = writes.shape[1]
-        difference = writes - base[:n][None]  # [b, n, t, d]
-        mixed = torch.einsum("bnc,bntd->bctd", keep[:, :n, chosen], difference)
-        result = stream + offset[chosen] + mixed  # [b, columns, t, d]
-        return result[:, 0] if kind in ("mlp", "logits") else result
-
-    return node_input_logits(handle, masks.shape[0], runs.clean.writes[0], streams)
+    return node_input_logits(handle, masks.shape[0], runs.clean.writes[0], _CircuitStreams(runs, masks, ablation))
 
 
 def circuit_masks(graph: CircuitGraph, table: pd.DataFrame, edge_masks: Sequence[np.ndarray]) -> np.ndarray:

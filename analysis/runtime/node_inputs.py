@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import groupby
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 
@@ -109,16 +109,20 @@ def node_input_gradients(handle: ModelHandle, embedding: torch.Tensor,
 
 
 def _attention_inputs(handle: ModelHandle, layer: int, streams: torch.Tensor) -> dict[str, torch.Tensor]:
-    """q [n, H, t, e], k and v [n, K, t, e] of ``layer``'s attention reading each of ``streams`` [n, t, d]."""
+    """q [n, H, t, e], k and v [n, K, t, e] of ``layer``'s attention reading each of ``streams`` [n, t, d].
+
+    Equal streams are computed once (in a small circuit most inputs read the same ablated stream).
+    """
     parts = handle.parts
+    unique, inverse = torch.unique(streams.flatten(1), dim=0, return_inverse=True)
     record = CallRecord(parts.layer_of, keep=lambda site, at: at == layer and site in ("q", "k", "v"),
                         stop_after_layer=layer)
     with torch.inference_mode():
         try:
-            parts.run_layers(streams.to(handle.device), layer, record)
+            parts.run_layers(unique.view(-1, *streams.shape[1:]).to(handle.device), layer, record)
         except StopForward:
             pass
-    return {kind: record.store[kind, layer] for kind in ("q", "k", "v")}
+    return {kind: record.store[kind, layer][inverse] for kind in ("q", "k", "v")}
 
 
 def _one_layer(handle: ModelHandle, layer: int, residual: torch.Tensor, edits: Sequence[SiteEdit],
@@ -145,36 +149,48 @@ def _replaced_qkv(layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor)
             for kind, tensor in (("q", q), ("k", k), ("v", v)) for head in range(tensor.shape[1])]
 
 
-Streams = Callable[[int, str, torch.Tensor], torch.Tensor]
+class NodeStreams(Protocol):
+    """The stream each node input of a run reads, from the run's writes so far ``writes`` [rows, sources so far,
+    t, d] (forward order, the input's write first)."""
+
+    def heads(self, layer: int, writes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The streams each query head's q [rows, H, t, d] and each KV head's k and v [rows, K, t, d] read."""
+
+    def mlp(self, layer: int, writes: torch.Tensor) -> torch.Tensor:
+        """The stream the layer's MLP reads [rows, t, d] (``writes`` include the layer's heads)."""
+
+    def final(self, writes: torch.Tensor) -> torch.Tensor:
+        """The final stream the logits read [rows, t, d]."""
 
 
-def node_input_logits(handle: ModelHandle, n_rows: int, embedding: torch.Tensor, streams: Streams) -> torch.Tensor:
-    """Last-position logits [rows, vocab] of a run where every node input reads the stream ``streams`` gives.
-
-    ``streams(layer, kind, writes)`` gets this run's writes so far [rows, sources so far, t, d] (forward order,
-    starting with ``embedding`` [t, d] as the input's write) and returns, for ``kind`` "q" [rows, H, t, d], "k"
-    and "v" [rows, K, t, d], "mlp" [rows, t, d], and for "logits" (``layer`` = n_layers) the final stream.
-    """
+def node_input_logits(handle: ModelHandle, n_rows: int, embedding: torch.Tensor, streams: NodeStreams
+                      ) -> torch.Tensor:
+    """Last-position logits [rows, vocab] of a run where every node input reads the stream ``streams`` gives;
+    ``embedding`` [t, d] is the input node's write."""
     info, parts = handle.info, handle.parts
-    writes = embedding.float()[None, None].expand(n_rows, 1, *embedding.shape).clone()
+    writes = torch.zeros(n_rows, 1 + info.n_layers * (info.n_heads + 1), *embedding.shape)
+    writes[:, 0] = embedding.float()
+    filled = 1
     for layer in range(info.n_layers):
-        own = [streams(layer, kind, writes) for kind in ("q", "k", "v")]  # [rows, heads of the kind, t, d] each
+        own = streams.heads(layer, writes[:, :filled])  # [rows, heads of the kind, t, d] for q, k, v
         stacked = torch.cat(own, dim=1)  # one attention call for every head's own stream
         computed = _attention_inputs(handle, layer, stacked.flatten(0, 1))
-        width, first = stacked.shape[1], (0, own[0].shape[1], own[0].shape[1] + own[1].shape[1])
+        width, offsets = stacked.shape[1], (0, own[0].shape[1], own[0].shape[1] + own[1].shape[1])
         qkv = []
-        for kind, offset, tensor in zip(("q", "k", "v"), first, own):
+        for kind, offset, tensor in zip(("q", "k", "v"), offsets, own):
             per_row = computed[kind].unflatten(0, (n_rows, width))  # [rows, streams, heads, t, e]
             heads = torch.arange(tensor.shape[1])
             qkv.append(per_row[:, offset + heads, heads])
         cache = _one_layer(handle, layer, own[0][:, 0], _replaced_qkv(layer, *qkv), ("head_output", "attn_out"))
-        heads = cache.head_writes(layer).transpose(1, 2).float()  # [rows, H, t, d]
+        writes[:, filled:filled + info.n_heads] = cache.head_writes(layer).transpose(1, 2).float()
+        filled += info.n_heads
         attention = cache["attn_out", layer]
-        mlp_stream = streams(layer, "mlp", torch.cat([writes, heads], dim=1))
+        mlp_stream = streams.mlp(layer, writes[:, :filled])
         below = mlp_stream if parts.parallel_residual else mlp_stream - attention  # + attention = what the MLP reads
         mlp = _one_layer(handle, layer, below, [SiteEdit("attn_out", layer, attention)], ("mlp_out",))
-        writes = torch.cat([writes, heads, mlp["mlp_out", layer].float()[:, None]], dim=1)
-    final = streams(info.n_layers, "logits", writes)
+        writes[:, filled] = mlp["mlp_out", layer].float()
+        filled += 1
+    final = streams.final(writes)
     with torch.inference_mode():
         return parts.readout(final[:, -1:].to(handle.device))[:, -1]
 
