@@ -92,9 +92,9 @@ def circuit_masks(graph: CircuitGraph, table: pd.DataFrame, edge_masks: Sequence
     """Circuits given as bool masks over the rows of an edge table, as [circuits, sources, inputs] matrices."""
     source_index = {name: index for index, name in enumerate(graph.sources)}
     input_index = {(item.target, item.input): index for index, item in enumerate(graph.inputs)}
-    rows = np.array([source_index[name] for name in table["source"]])
+    rows = np.array([source_index[name] for name in table["source"]], dtype=int)
     try:
-        columns = np.array([input_index[key] for key in zip(table["target"], table["input"])])
+        columns = np.array([input_index[key] for key in zip(table["target"], table["input"])], dtype=int)
     except KeyError as error:
         raise CircuitError(f"The edge {error.args[0]} is not an edge of this model.") from None
     matrices = np.zeros((len(edge_masks), *graph.valid.shape), dtype=bool)
