@@ -10,7 +10,7 @@ from analysis.cli.main import main
 from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.methods.patching import PatchingMetric
 from analysis.runtime.trace import encode_text
-from tests.test_app_foundation import messages, run_app
+from tests.app_support import messages, run_app
 
 PAGE = "pages/circuits.py"
 
