@@ -22,7 +22,7 @@ def test_circuit_slider_share_and_head_view(app_url, browser, artifacts_dir):
     figure_index(page, "edges (eap, top n)", timeout_ms=600_000)
     wait_for_app(page)
     before = _kept(page)
-    page.get_by_role("slider").first.focus()
+    page.get_by_role("slider").last.focus()  # the edge slider (the only one on the page)
     for _ in range(20):
         page.keyboard.press("ArrowRight")
     page.wait_for_url("**circuit_edges=60*", timeout=60_000)
