@@ -1,8 +1,6 @@
 """Team notes on heads: the panel in the head view, and the notes other views mark heads with."""
 from __future__ import annotations
 
-import html
-
 import streamlit as st
 
 from analysis.share_store import MAX_NOTE_CHARS, HeadNote, ShareError, notes_by_head
@@ -32,8 +30,9 @@ def notes_column(model: str, heads: list[str]) -> list[str]:
 
 
 def _note_line(note: HeadNote) -> str:
-    label = f" **[{html.escape(note.label)}]**" if note.label else ""
-    return f"- *{html.escape(note.author)}*{label}: {html.escape(note.text)}"
+    """A note as plain text: notes are shown to everyone on the server, so no Markdown (links, images) renders."""
+    label = f" [{note.label}]" if note.label else ""
+    return f"{note.author}{label}: {note.text}"
 
 
 def notes_panel(model: str, layer: int, head: int) -> None:
@@ -41,7 +40,8 @@ def notes_panel(model: str, layer: int, head: int) -> None:
     st.subheader(f"Notes on L{layer}H{head}")
     here = [note for note in model_notes(model) if (note.layer, note.head) == (layer, head)]
     if here:
-        st.markdown("\n".join(_note_line(note) for note in here))
+        for note in here:
+            st.text(_note_line(note))
     else:
         st.caption("No notes yet. Notes are shared with everyone using this server.")
     with st.form(f"note_form_{layer}_{head}", clear_on_submit=True, border=False):
