@@ -98,3 +98,13 @@ def test_a_long_pair_patches_every_head_as_a_job_and_its_link_reopens_it(smollm2
     assert app.dataframe[0].value["effect exact"].abs().max() > 0.2
     reopened = run_app(PAGE, **pair, job=job)
     assert _metrics(reopened)["Rank correlation estimate vs exact"] == _metrics(app)["Rank correlation estimate vs exact"]
+
+
+def test_the_estimate_of_kl_when_noising_is_shown_as_undefined_not_as_a_result(smollm2):
+    app = run_app(PAGE, patch_metric="kl", patch_direction="noise")
+    assert not app.exception
+    assert _metrics(app)["Rank correlation estimate vs exact"] == "—"
+    estimate = next(f["data"][0] for f in _figures(app) if f["layout"]["title"]["text"].startswith("Attribution"))
+    assert not estimate.get("showscale", True) and np.ptp(_array(estimate["z"])) == 0  # one grey, no colour bar
+    assert list(app.dataframe[0].value.columns) == ["head", "effect exact"]
+    assert "no estimate of KL when noising" in app.info[0].value

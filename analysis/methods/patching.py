@@ -34,8 +34,8 @@ from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import EditBases, gate_edits
 from analysis.runtime.tokens import token_strings
 
-__all__ = ["DIRECTIONS", "PATCHING_METRICS", "PatchingError", "PatchingMetric", "attribution_patching",
-           "head_patching", "head_patching_naive", "head_position_patching", "residual_patching"]
+__all__ = ["DIRECTIONS", "PATCHING_METRICS", "PatchingError", "PatchingMetric", "attribution_defined",
+           "attribution_patching", "head_patching", "head_patching_naive", "head_position_patching", "residual_patching"]
 
 
 def _head_frame(handle: ModelHandle, runs: PatchingRuns, values: np.ndarray) -> pd.DataFrame:
@@ -118,6 +118,12 @@ def residual_patching(handle: ModelHandle, clean_ids: torch.Tensor, corrupted_id
                          for position in range(runs.n_tokens)], columns=["layer", "position"])
     patches = [Patch(residual_layer=row.layer, positions=(row.position,)) for row in keys.itertuples()]
     return _position_frame(handle, runs, keys, patched_values(handle, runs, patches, direction, progress))
+
+
+def attribution_defined(metric: str, direction: str) -> bool:
+    """False where the linear estimate is zero by construction: KL when noising (its gradient vanishes at the
+    clean run, its minimum), so what comes out is float noise, not an estimate."""
+    return not (metric == "kl" and direction == "noise")
 
 
 def attribution_patching(handle: ModelHandle, clean_ids: torch.Tensor, corrupted_ids: torch.Tensor,
