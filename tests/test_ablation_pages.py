@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import pytest
 
+from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
+from analysis.memory_budget import shared_cache
+from analysis.runtime.interventions import HeadIntervention
+
 from tests.test_app_foundation import messages, run_app
 from tests.test_jobs_pages import job_database, rerun_until  # noqa: F401 - job_database is a fixture
 
@@ -26,6 +30,24 @@ def test_moving_a_slider_changes_the_prediction_and_the_link(smollm2):
     assert app.query_params["ablate"] == "L1H5:zero:0"
     app.selectbox(key="w_lab_mode_L1H5").set_value("mean").run()
     assert app.query_params["ablate"] == "L1H5:mean:0" and _top_prediction(app) not in (unchanged, removed)
+
+
+def test_a_slider_move_parses_the_selection_once_and_the_caches_take_it_as_a_value(smollm2, monkeypatch):
+    import analysis.methods.ablation_spec as spec_module
+    import components.caches.ablation as lab_caches
+    import components.widgets.lab_selection as lab_selection
+
+    app = run_app(LAB, ablate="L1H5:zero:1,L3H2:resample:0.5", gen_tokens="2")
+    parsed, original = [], spec_module.parse_ablation
+    for module in (spec_module, lab_selection, lab_caches):
+        monkeypatch.setattr(module, "parse_ablation", lambda *a, **k: parsed.append(a[0]) or original(*a, **k),
+                            raising=False)
+    app.slider(key="w_lab_scale_L1H5").set_value(0.5).run()
+    assert not app.exception
+    assert len(parsed) == 2  # the slider's callback and the page, never again in a cache
+    selection = (HeadIntervention(1, 5, "zero", 0.5), HeadIntervention(3, 2, "resample", 0.5))
+    assert shared_cache().get(lab_caches.cached_ablation.cache_key(
+        "smollm2-135m", IOI_PROMPT, 256, selection, ("loss", 0, 0, None), CORRUPTED_IOI_PROMPT)) is not None
 
 
 @pytest.mark.parametrize("spec, expected", [
