@@ -108,3 +108,20 @@ def test_the_estimate_of_kl_when_noising_is_shown_as_undefined_not_as_a_result(s
     assert not estimate.get("showscale", True) and np.ptp(_array(estimate["z"])) == 0  # one grey, no colour bar
     assert list(app.dataframe[0].value.columns) == ["head", "effect exact"]
     assert "no estimate of KL when noising" in app.info[0].value
+
+
+def test_a_page_request_runs_each_prompt_once(smollm2, monkeypatch):
+    import streamlit as st
+
+    import analysis.methods.patching as patching
+    import components.caches.patching as patching_caches
+    from analysis.memory_budget import shared_cache
+
+    shared_cache().clear()
+    st.cache_data.clear()
+    prepared, original = [], patching.prepare_runs
+    for module in (patching, patching_caches):
+        monkeypatch.setattr(module, "prepare_runs", lambda *a, **k: prepared.append(1) or original(*a, **k))
+    app = run_app(PAGE, patch_heads="L23H3")
+    assert not app.exception and len(_figures(app)) == 3  # estimate, exact heads, head × position
+    assert len(prepared) == 1  # both prompts run once, for the summary, the estimate and both exact grids
