@@ -68,9 +68,21 @@ def job_result(job_id: str) -> pd.DataFrame:
     return job_store().load(job_id).frame()
 
 
-def job_link(job_id: str) -> str:
-    """This page's URL with only ``?job=<id>``: what a teammate opens to see the job."""
-    return f"{(st.context.url or '').split('?')[0]}?job={job_id}"
+IMPORTANCE_JOBS, PATCHING_JOBS = "Head importance page", "Activation patching page"
+PAGE_JOBS = {IMPORTANCE_JOBS: "importance", PATCHING_JOBS: "patching"}  # a page job's dataset name -> its page
+
+
+def job_page(record: JobRecord) -> str | None:
+    """The URL path of the page that started a job and shows its result, or None for a dataset sweep."""
+    return PAGE_JOBS.get(record.params["dataset"]["name"])
+
+
+def job_link(record: JobRecord) -> str:
+    """The URL with only ``?job=<id>`` of the page that shows the job (the page that started it, else this one):
+    what a teammate opens to see the job."""
+    here = (st.context.url or "").split("?")[0]
+    page = job_page(record)
+    return f"{here.rsplit('/', 1)[0] + '/' + page if page else here}?job={record.id}"
 
 
 def duration(seconds: float) -> str:
