@@ -134,3 +134,10 @@ def test_resampling_a_head_takes_its_output_from_the_second_text(smollm2):
     app.text_area(key="w_compare_text").input("A much shorter text.").run()
     assert not app.exception
     assert "same number of tokens: the text has" in messages(app)
+
+
+def test_the_all_heads_row_of_a_mixed_selection_does_not_read_as_every_head_removed(smollm2):
+    app = run_app(LAB, ablate="L1H5:zero:2,L23H3:resample:0", gen_tokens="0")
+    assert not app.exception
+    assert app.slider(key="w_lab_scale_all").value == 1.0  # not 0.00, which reads as every head removed
+    assert any("heads differ: each keeps its own setting" in m.value for m in app.markdown)

@@ -152,8 +152,9 @@ def head_sliders(info: ModelInfo, selection: Selection) -> None:
     head at once as soon as it changes."""
     if len(selection) > 1:
         same = len({(edit.mode, edit.scale) for edit in selection}) == 1
-        common = selection[0] if same else HeadIntervention(0, 0)
-        _intervention_row("All heads", effect(common) if same else "set every head", "all", common, _set_all, (info,))
+        common = selection[0] if same else HeadIntervention(0, 0, "zero", 1.0)  # mixed: shown as "unchanged"
+        note = effect(common) if same else "heads differ: each keeps its own setting until you change this row"
+        _intervention_row("All heads", note, "all", common, _set_all, (info,))
     with st.container(height=420) if len(selection) > 5 else st.container():
         for edit in selection:
             label = edit.label
