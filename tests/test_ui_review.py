@@ -167,3 +167,14 @@ def test_the_rollout_caption_states_its_known_limit_instead_of_promising_to_see_
     app = run_app(FLOW)
     assert not app.exception
     assert "to see past it" not in _texts(app) and "the pile moves to the next early token" in _texts(app)
+
+
+def test_at_the_largest_token_cap_the_warning_does_not_ask_to_raise_it(smollm2, monkeypatch):
+    import components.page
+
+    monkeypatch.setattr(components.page, "token_cap", lambda handle: 8)  # the IOI prompt has 14 tokens
+    app = run_app("pages/head_view.py", max_tokens="8")
+    assert not app.exception
+    assert "raise the token cap" not in messages(app) and "8 is the most this model's pages analyse" in messages(app)
+    app = run_app("pages/head_view.py", max_tokens="4")
+    assert "raise the token cap in the sidebar, up to 8" in messages(app)
