@@ -85,6 +85,11 @@ def job_link(record: JobRecord) -> str:
     return f"{here.rsplit('/', 1)[0] + '/' + page if page else here}?job={record.id}"
 
 
+def rows_text(count: int) -> str:
+    """'1 row', '1,200 rows'."""
+    return f"{count:,} row{'' if count == 1 else 's'}"
+
+
 def duration(seconds: float) -> str:
     """'45 s', '3 min 05 s' or '2 h 10 min'."""
     seconds = max(0, int(round(seconds)))
