@@ -70,6 +70,18 @@ def _rows_table(n_rows: int = 3) -> pd.DataFrame:
 PARAMS = {"kind": "census", "model": "m", "dataset": {"name": "d", "rows": [{"text": "a"}]}}
 
 
+def test_the_time_left_is_measured_from_the_first_progress_not_from_the_start_up():
+    from dataclasses import replace
+
+    from analysis.jobs.records import JobRecord
+
+    # 20 s of start-up (workers, the model's load), then 0.1 of 1 row in 1 s: 9 s left, not 11 minutes
+    record = JobRecord("j", "exact", "m", PARAMS, "running", 0.1, 1.0, "", "", False, 0.0, 0.0, None, None, [], None)
+    assert record.seconds_left(now=21.0, since=(20.0, 0.0)) == pytest.approx(9.0)
+    assert record.seconds_left(now=21.0, since=(21.0, 0.1)) is None  # no progress since the first look: no rate
+    assert replace(record, done=0.0).seconds_left(now=21.0) is None
+
+
 def check_record_life_cycle(jobs: JobStore) -> None:
     """queued → running (progress, heartbeat) → done with its result; the same parameters find the job."""
     job_id = jobs.create("census", "m", PARAMS, total=3)

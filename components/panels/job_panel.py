@@ -18,6 +18,7 @@ from components.share_links import DATABASE_ERRORS, share_store
 from components.state import update_state
 
 POLL_SECONDS = 1.0
+_FIRST_PROGRESS = "atlas_job_first_progress"  # job id -> (time, done) when this session first saw it progress
 _START_PROBLEM = "atlas_job_start_problem"
 
 
@@ -105,8 +106,11 @@ def progress_text(record: JobRecord) -> str:
     title = KINDS[record.kind].title if record.kind in KINDS else record.kind
     if record.status == "queued" or not record.detail:
         return f"{title}: starting (the first job starts the workers and loads the model)…"
-    left = record.seconds_left()
-    estimate = f" — about {duration(left)} left" if left is not None else ""
+    seen = st.session_state.setdefault(_FIRST_PROGRESS, {})
+    if record.done > 0:  # the first look with progress: the rate is measured from here on
+        seen.setdefault(record.id, (time.time(), record.done))
+    left = record.seconds_left(since=seen.get(record.id))
+    estimate = f" — about {duration(left)} left" if left is not None else " — estimating the time left…"
     return f"{title}: {record.detail}{estimate}"
 
 
