@@ -41,6 +41,8 @@ numbers[0].metric("Target / distractor", f"{display_token(summary.target)} / {di
 numbers[1].metric("Metric, clean run", f"{summary.clean:.3f}")
 numbers[2].metric("Metric, corrupted run", f"{summary.corrupted:.3f}")
 correlation_slot = numbers[3].empty()
+st.caption(f"Target {display_token(summary.target)} · distractor {display_token(summary.distractor)} "
+           "(the tokens the metric uses, as resolved from the typed words or the two runs' top predictions).")
 
 st.caption("Left, at once: attribution patching (Nanda 2023; Syed et al. 2023), the linear estimate "
            "(z_source − z_base)·∂metric/∂z of every head from two forwards and one backward. It misses what is not "

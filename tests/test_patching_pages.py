@@ -125,3 +125,10 @@ def test_a_page_request_runs_each_prompt_once(smollm2, monkeypatch):
     app = run_app(PAGE, patch_heads="L23H3")
     assert not app.exception and len(_figures(app)) == 3  # estimate, exact heads, head × position
     assert len(prepared) == 1  # both prompts run once, for the summary, the estimate and both exact grids
+
+
+def test_typed_tokens_are_shown_in_full_and_a_word_without_its_space_or_of_two_tokens_is_warned_about(smollm2):
+    app = run_app(PAGE, patch_target=" Maryland", patch_distractor="John")
+    assert not app.exception
+    assert messages(app).startswith("Distractor: 'John' is used as typed, without a leading space")  # one warning
+    assert any(c.value.startswith("Target ␣Maryland · distractor John (") for c in app.caption)
