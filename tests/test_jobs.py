@@ -320,3 +320,21 @@ def test_the_sweep_and_jobs_commands(embedded, tiny_folder, tmp_path, capsys):
     assert main(["jobs", "cancel", job_id, "--db", str(database)]) == 0
     assert "already done" in capsys.readouterr().err
     assert main(["jobs", "show", "nope", "--db", str(database)]) == 2
+
+
+def test_the_sweep_prints_one_progress_line_per_completed_shard_when_not_on_a_terminal():
+    import io
+    from dataclasses import replace
+
+    from analysis.cli.jobs import progress_reporter
+    from analysis.jobs.records import JobRecord
+
+    log = io.StringIO()  # a log file: no terminal
+    report = progress_reporter(log)
+    record = JobRecord("j", "census", "m", PARAMS, "running", 0.0, 20.0, "", "", False, 0.0, 0.0, None, None, [], None)
+    for done in (0.0, 0.2, 0.5, 0.9, 4.0, 4.3, 4.6, 8.0, 8.0):  # heads of rows in progress, then shards of 4 rows
+        report(replace(record, done=done, detail=f"{done:g} of 20 rows"))
+    report(replace(record, status="done", done=20.0))
+    assert "\r" not in log.getvalue()
+    assert log.getvalue().splitlines() == ["running: 0 of 20 rows (0%)", "running: 4 of 20 rows (20%)",
+                                           "running: 8 of 20 rows (40%)", "done (100%)"]
