@@ -5,6 +5,7 @@ import streamlit as st
 from analysis.runtime.tokens import visible_token
 from components.caches.ablation import cached_ablation, streamed_generation
 from components.figures.ablation import downstream_figure, loss_curve, paired_bars
+from components.panels.lab_export import lab_downloads
 from components.widgets.lab_presets import presets
 from components.widgets.lab_selection import head_sliders, heads_box, read_selection, resample_source, selection_picker
 from components.widgets.metrics import metric_options
@@ -40,10 +41,10 @@ with controls:
 args = (state["model"], state["text"], int(state["max_tokens"]))
 
 
-def continuation(slot, chosen: tuple, source: str = "") -> None:
+def continuation(slot, chosen: tuple, source: str = "") -> str:
     """The greedy continuation with ``chosen`` applied, written into ``slot`` as it is generated."""
-    streamed_generation(*args, chosen, int(state["gen_tokens"]), source,
-                        lambda text: slot.code(text, language=None, wrap_lines=True))
+    return streamed_generation(*args, chosen, int(state["gen_tokens"]), source,
+                               lambda text: slot.code(text, language=None, wrap_lines=True))
 
 
 if not selection:  # nothing edited yet: the clean run at once, from the trace
@@ -95,5 +96,7 @@ if info.causal and state["gen_tokens"] > 0:
     for column, title in zip(columns, ("Before (clean)", "After (ablated)")):
         column.markdown(f"**{title}**")
         slots.append(column.empty())
-    continuation(slots[0], ())
-    continuation(slots[1], selection, source_text)
+    continuations = {"before": continuation(slots[0], ()), "after": continuation(slots[1], selection, source_text)}
+else:
+    continuations = {}
+lab_downloads(state["model"], result, continuations)

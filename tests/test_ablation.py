@@ -122,3 +122,18 @@ def test_encoder_ablation_reports_hidden_change_and_downstream(minilm):
     result = ablate(minilm, ids, [HeadIntervention(0, 3)])
     assert result.loss_after is None and result.top.empty
     assert result.metrics["hidden_change"] > 0 and (result.downstream["layer"] >= 1).all()
+
+
+def test_the_lab_export_holds_predictions_losses_downstream_heads_and_continuations(tiny_llama_handle):
+    import json
+
+    from components.panels.lab_export import _plain, lab_report
+
+    ids = torch.randint(0, 30, (1, 10), generator=torch.Generator().manual_seed(1))
+    result = ablate(tiny_llama_handle, ids, [HeadIntervention(0, 1, "zero", 0.5)], n_downstream=3)
+    report = json.loads(json.dumps(lab_report("tiny", result, {"before": "a", "after": "b"}), default=_plain))
+    assert report["selection"] == "L0H1:zero:0.5" and report["continuations"] == {"before": "a", "after": "b"}
+    assert [row["position"] for row in report["token_losses"]] == list(range(1, 10))
+    assert [row["loss_after"] for row in report["token_losses"]] == pytest.approx(result.loss_after.tolist())
+    assert {"token", "before", "after"} <= set(report["predictions"][0]) and len(report["downstream_heads"]) == 3
+    assert report["metrics"]["loss"] == pytest.approx(result.metrics["loss"])
