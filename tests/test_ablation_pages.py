@@ -6,9 +6,8 @@ import pytest
 from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.memory_budget import shared_cache
 from analysis.runtime.interventions import HeadIntervention
-
-from tests.test_app_foundation import messages, run_app
-from tests.test_jobs_pages import job_database, rerun_until  # noqa: F401 - job_database is a fixture
+from tests.app_support import messages, run_app
+from tests.app_support import rerun_until
 
 LAB = "pages/ablation_lab.py"
 IMPORTANCE = "pages/importance.py"

@@ -14,7 +14,7 @@ import streamlit as st
 import torch
 
 from analysis.memory_budget import memoise, shared_cache
-from analysis.methods.ablation import AblationResult, CleanRun, ablate, clean_run, greedy_tokens
+from analysis.methods.ablation import AblationResult, CleanRun, ablate, clean_run, greedy_generate
 from analysis.methods.importance import gradient_importance
 from analysis.methods.metrics import Metric
 from analysis.runtime.interventions import HeadIntervention
@@ -52,17 +52,16 @@ def cached_ablation(model: str, text: str, max_tokens: int, selection: Selection
 
 def streamed_generation(model: str, text: str, max_tokens: int, selection: Selection, n_tokens: int,
                         source_text: str, show: Callable[[str], object]) -> str:
-    """The greedy continuation with the selection applied (() = clean): from the shared cache, or generated now
-    and passed to ``show`` token by token (each call lets a new rerun interrupt a continuation nobody waits for)."""
+    """The greedy continuation with the selection applied (() = clean), from the shared cache or generated now
+    (under a note in ``show`` while it runs), then passed to ``show``."""
     key = ("lab generation", model, text, max_tokens, selection, n_tokens, source_text)
     continuation = shared_cache().get(key)
     if continuation is None:
-        handle, new_ids = cached_model(model), []
-        for token_id in greedy_tokens(handle, input_ids(model, text, max_tokens), list(selection), n_tokens,
-                                      source_ids=_source_ids(model, selection, source_text, max_tokens)):
-            new_ids.append(token_id)
-            show(handle.tokenizer.decode(new_ids) + " …")
-        continuation = handle.tokenizer.decode(new_ids)
+        show(f"Generating {n_tokens} tokens…")
+        handle = cached_model(model)
+        continuation = handle.tokenizer.decode(greedy_generate(
+            handle, input_ids(model, text, max_tokens), list(selection), n_tokens,
+            source_ids=_source_ids(model, selection, source_text, max_tokens)))
         shared_cache().put(key, continuation)
     show(continuation)
     return continuation
