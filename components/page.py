@@ -84,8 +84,11 @@ def page_context() -> PageContext:
     except TextError as error:
         _fail(str(error))
     if trace.truncated:
-        st.warning(f"The text has {trace.n_tokens_in_text} tokens; only the first {trace.n_tokens} are analysed "
-                   f"(raise the token cap in the sidebar, up to {token_cap(handle)}).")
+        cap = token_cap(handle)
+        advice = (f"raise the token cap in the sidebar, up to {cap:,}" if trace.n_tokens < cap else
+                  f"{cap:,} is the most this model's pages analyse; paste the part of the text you need")
+        st.warning(f"The text has {trace.n_tokens_in_text:,} tokens; only the first {trace.n_tokens:,} are analysed "
+                   f"({advice}).")
     _clamp_head_selection(state, handle, trace)
     return PageContext(state, handle, trace)
 

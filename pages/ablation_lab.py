@@ -2,10 +2,10 @@
 import pandas as pd
 import streamlit as st
 
-from analysis.methods.ablation_spec import format_ablation
 from analysis.runtime.tokens import visible_token
-from components.caches.ablation import cached_ablation, cached_generation
+from components.caches.ablation import cached_ablation, streamed_generation
 from components.figures.ablation import downstream_figure, loss_curve, paired_bars
+from components.panels.lab_export import lab_downloads
 from components.widgets.lab_presets import presets
 from components.widgets.lab_selection import head_sliders, heads_box, read_selection, resample_source, selection_picker
 from components.widgets.metrics import metric_options
@@ -38,8 +38,15 @@ with controls:
                  value=int(state["gen_tokens"]),
                  help="Greedy continuation before and after (each token is one more forward pass).")
 
-spec = format_ablation(selection)
 args = (state["model"], state["text"], int(state["max_tokens"]))
+
+
+def continuation(slot, chosen: tuple, source: str = "") -> str:
+    """The greedy continuation with ``chosen`` applied, written into ``slot`` as it is generated."""
+    return streamed_generation(*args, chosen, int(state["gen_tokens"]), source,
+                               lambda text: slot.code(text, language=None, wrap_lines=True))
+
+
 if not selection:  # nothing edited yet: the clean run at once, from the trace
     if not info.causal:
         st.info(f"{PICK_HINT} For this encoder the lab reports how much the final hidden states change and which "
@@ -53,13 +60,12 @@ if not selection:  # nothing edited yet: the clean run at once, from the trace
     right.plotly_chart(loss_curve(trace.tokens, trace.token_loss, None), key="lab_loss")
     if state["gen_tokens"] > 0:
         st.subheader(f"Greedy continuation ({state['gen_tokens']} tokens)")
-        with st.spinner("Generating…"):
-            st.code(cached_generation(*args, "", int(state["gen_tokens"])), language=None, wrap_lines=True)
+        continuation(st.empty(), ())
     st.stop()
 
 source_text = resample_source(selection, trace, state)
 with st.spinner(f"Running the model with {len(selection)} edited head{'s' if len(selection) > 1 else ''}…"):
-    result = cached_ablation(*args, spec, ("loss", *key[1:]), source_text)
+    result = cached_ablation(*args, selection, ("loss", *key[1:]), source_text)
 if info.causal:
     after = result.top.sort_values("after", ascending=False).iloc[0]
     before = result.top.sort_values("before", ascending=False).iloc[0]
@@ -86,8 +92,11 @@ else:
 if info.causal and state["gen_tokens"] > 0:
     st.subheader(f"Greedy continuation ({state['gen_tokens']} tokens)")
     columns = st.columns(2)
-    with st.spinner("Generating…"):
-        for column, title, chosen in ((columns[0], "Before (clean)", ""), (columns[1], "After (ablated)", spec)):
-            column.markdown(f"**{title}**")
-            column.code(cached_generation(*args, chosen, int(state["gen_tokens"]), source_text), language=None,
-                        wrap_lines=True)
+    slots = []
+    for column, title in zip(columns, ("Before (clean)", "After (ablated)")):
+        column.markdown(f"**{title}**")
+        slots.append(column.empty())
+    continuations = {"before": continuation(slots[0], ()), "after": continuation(slots[1], selection, source_text)}
+else:
+    continuations = {}
+lab_downloads(state["model"], result, continuations)

@@ -1,7 +1,7 @@
 """Head census: every head scored and labelled, as a clickable layer × head map and a table."""
 import streamlit as st
 
-from analysis.methods.census import LABELS, SCORE_HELP, census_summary, threshold_names
+from analysis.methods.census import LABELS, SCORE_HELP, THRESHOLD_HELP, census_summary, threshold_names
 from analysis.runtime.models import model_title
 from components.figures.grids import mark_heads
 from components.caches.census import state_census
@@ -58,7 +58,7 @@ with st.expander("Label thresholds (the first rule that matches names the head)"
     for index, name in enumerate(threshold_names()):
         with columns[index % 5]:
             bind(st.slider, f"th_{name}", name.replace("_", " "), min_value=0.0, max_value=1.0, step=0.05,
-                 value=float(state[f"th_{name}"]))
+                 value=float(state[f"th_{name}"]), help=THRESHOLD_HELP[name])
 census = state_census(state)
 if info.causal:
     census = census.drop(columns=list(ENCODER_SCORES))

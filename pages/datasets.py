@@ -4,7 +4,9 @@ import streamlit as st
 from analysis.jobs.kinds import KINDS
 from analysis.jobs.runner import JobRequest
 from components.widgets.datasets import dataset_source, sweep_options
-from components.panels.job_panel import job_link, job_outcome, job_progress, load_job, start_job, start_problem
+from components.navigation import page_file
+from components.panels.job_panel import job_link, job_outcome, job_page, job_progress, load_job, rows_text, \
+    start_job, start_problem
 from components.panels.job_list import recent_jobs
 from components.panels.job_results import sweep_results
 from components.page import page_context
@@ -16,12 +18,16 @@ st.title("Datasets and jobs")
 record = load_job(state["job"]) if state["job"] else None
 if state["job"] and record is None:
     st.warning(f"There is no job {state['job']} in this server's database (the link may be mistyped or cut off).")
-if record is not None:
+if record is not None and job_page(record):  # a page's own job (one text): its result is drawn on that page
+    st.info(f"Job {record.id} was started on the {record.params['dataset']['name']}, which shows its result.")
+    st.page_link(page_file(job_page(record)), label=f"Open it on the {record.params['dataset']['name']}",
+                 icon=":material/open_in_new:")
+elif record is not None:
     rows = len(record.params["dataset"]["rows"])
     st.subheader(f"{KINDS[record.kind].title if record.kind in KINDS else record.kind} on "
-                 f"{record.params['dataset']['name']} · {rows:,} rows · {record.model}")
+                 f"{record.params['dataset']['name']} · {rows_text(rows)} · {record.model}")
     st.caption("Anyone with this link sees this job and its result:")
-    st.code(job_link(record.id), language=None)
+    st.code(job_link(record), language=None)
     if record.active:
         job_progress(record.id)
     elif record.status == "done":
@@ -36,7 +42,7 @@ with st.expander("New sweep", expanded=record is None):
     if dataset is not None:
         kind, options = sweep_options(dataset, info.causal, state)
         request = JobRequest(kind, info.name, info.revision, dataset, options, int(state["max_tokens"]))
-        st.button(f"Start the sweep over {len(dataset):,} rows", key="sweep_start", type="primary",
+        st.button(f"Start the sweep over {rows_text(len(dataset))}", key="sweep_start", type="primary",
                   icon=":material/play_arrow:", on_click=start_job, args=(request,),
                   kwargs={"sweep_row": -1, "sweep_value": ""})
     start_problem()

@@ -17,7 +17,10 @@ st.title("Attention rollout and flow")
 st.caption("Rollout (Abnar & Zuidema 2020, *Quantifying Attention Flow in Transformers*): per layer the mean "
            "attention over heads, mixed with the identity for the residual stream (0.5·A + 0.5·I, rows "
            "renormalised), multiplied through the layers. It tracks attention only — it ignores what the heads "
-           "and MLPs write — and in causal models it piles up on the first tokens; exclude the sink to see past it.")
+           "and MLPs write — and in causal models it piles up on the first tokens. Excluding the sink does not see "
+           "past that: the pile moves to the next early token (on the IOI prompt, with the sink excluded, ␣Mary, "
+           "the second token, holds 0.84 of the last token's rollout). Read it as where attention can route "
+           "information, not as what a token uses; the flow graph and What a head writes show more.")
 tokens = trace.display_tokens
 controls = st.columns([2, 1, 2.2, 1.8])
 with controls[0]:

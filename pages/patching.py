@@ -3,7 +3,7 @@ import streamlit as st
 
 from analysis.methods.importance import rank_correlation
 from analysis.methods.metrics import MetricError
-from analysis.methods.patching import PatchingError
+from analysis.methods.patching import PatchingError, attribution_defined
 from analysis.runtime.tokens import display_token
 from components.widgets.head_picker import head_grid
 from components.widgets.lab_selection import add_head
@@ -41,19 +41,24 @@ numbers[0].metric("Target / distractor", f"{display_token(summary.target)} / {di
 numbers[1].metric("Metric, clean run", f"{summary.clean:.3f}")
 numbers[2].metric("Metric, corrupted run", f"{summary.corrupted:.3f}")
 correlation_slot = numbers[3].empty()
+st.caption(f"Target {display_token(summary.target)} · distractor {display_token(summary.distractor)} "
+           "(the tokens the metric uses, as resolved from the typed words or the two runs' top predictions).")
 
 st.caption("Left, at once: attribution patching (Nanda 2023; Syed et al. 2023), the linear estimate "
            "(z_source − z_base)·∂metric/∂z of every head from two forwards and one backward. It misses what is not "
            "linear in a head's output — saturated attention, large swaps (Kramár et al. 2024) — so the exact grid "
            "on the right, one patched run per head, is the reference. Click a head to send it to the ablation lab "
            "as a resample from the corrupted prompt.")
-if request.metric == "kl" and request.direction == "noise":
-    st.info("KL's gradient is zero at the clean run (KL is smallest there), so the noising estimate of KL is zero "
-            "for every head; the exact grid is unaffected.")
+estimated = attribution_defined(request.metric, request.direction)
+if not estimated:
+    st.info("KL's gradient is zero at the clean run (KL is smallest there), so attribution patching has no estimate "
+            "of KL when noising: the left grid is greyed and nothing is compared with it. The exact grid is "
+            "unaffected.")
 left, right = st.columns(2)
 with left:
     estimate = cached_attribution(request)
-    picked = head_grid(effect_grid(estimate, "Attribution patching (linear estimate)", centre), key="patch_estimate")
+    title = "Attribution patching (linear estimate)" if estimated else "Attribution patching: undefined for KL, noising"
+    picked = head_grid(effect_grid(estimate, title, centre, defined=estimated), key="patch_estimate")
 with right:
     if exact_as_job:
         exact = page_job_panel(
@@ -67,10 +72,13 @@ with right:
     if exact is not None:
         picked = head_grid(effect_grid(exact, f"Exact head patching ({request.direction})", centre),
                            key="patch_exact") or picked
-if exact is not None:
+if exact is not None and estimated:
     correlation = rank_correlation(estimate["effect"], exact["effect"])
     correlation_slot.metric("Rank correlation estimate vs exact", f"{correlation:.2f}",
                             help="Spearman's ρ over all heads.")
+elif not estimated:
+    correlation_slot.metric("Rank correlation estimate vs exact", "—",
+                            help="Undefined: there is no linear estimate of KL when noising.")
 if picked is not None:
     size = add_head(info, *picked, mode="resample")
     st.toast(f"Added L{picked[0]}H{picked[1]} to the ablation lab as a resample from the corrupted prompt "
@@ -78,16 +86,15 @@ if picked is not None:
 st.page_link(page_file("lab"), label="Open the ablation lab with the selected heads (clean prompt, outputs resampled "
              "from the corrupted one)", icon=":material/science:")
 
-if exact is not None:
-    table = exact[["head", "effect"]].merge(estimate[["head", "effect"]], on="head", suffixes=(" exact", " estimate"))
-    ranking = table["effect exact"]
-else:
-    table = estimate[["head", "effect"]].rename(columns={"effect": "effect estimate"})
-    ranking = table["effect estimate"]
-st.dataframe(table.reindex((ranking - centre).abs().sort_values(ascending=False).index).head(12), hide_index=True,
-             width="stretch")
-st.download_button("Download all heads (CSV)", table.to_csv(index=False), file_name="head_patching.csv",
-                   mime="text/csv")
+tables = [frame[["head", "effect"]].rename(columns={"effect": f"effect {name}"})
+          for name, frame in (("exact", exact), ("estimate", estimate if estimated else None)) if frame is not None]
+if tables:
+    table = tables[0] if len(tables) == 1 else tables[0].merge(tables[1], on="head")
+    ranking = table[table.columns[1]]
+    st.dataframe(table.reindex((ranking - centre).abs().sort_values(ascending=False).index).head(12),
+                 hide_index=True, width="stretch")
+    st.download_button("Download all heads (CSV)", table.to_csv(index=False), file_name="head_patching.csv",
+                       mime="text/csv")
 
 st.subheader("Position by position")
 if exact_as_job:

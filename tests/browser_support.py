@@ -106,16 +106,17 @@ def figure_index(page, title: str, timeout_ms: int = 60_000) -> int:
     return page.evaluate(FIGURE_INDEX, title)
 
 
-def send_head_to_lab(page, layer: int, head: int, grid_index: int, ablate_param: str) -> None:
+def send_head_to_lab(page, layer: int, head: int, grid_index: int, ablate_param: str,
+                     timeout_ms: float = 60_000) -> None:
     """Click a head in the layer × head grid at ``grid_index``, wait for ``ablate_param`` (URL-encoded) in the
-    link, then follow the page's link to the ablation lab."""
+    link, then follow the page's link to the ablation lab (each wait up to ``timeout_ms``)."""
     x, y = plot_point(page, head, layer, index=grid_index)
     page.mouse.click(x, y)
-    page.wait_for_url(f"**ablate={ablate_param}*", timeout=60_000)
-    wait_for_app(page)
-    page.get_by_text("Open the ablation lab").first.click()
-    page.wait_for_url("**/ablation_lab**")
-    wait_for_app(page)
+    page.wait_for_url(f"**ablate={ablate_param}*", timeout=timeout_ms)
+    wait_for_app(page, timeout_ms)
+    page.get_by_text("Open the ablation lab").first.click(timeout=timeout_ms)
+    page.wait_for_url("**/ablation_lab**", timeout=timeout_ms)
+    wait_for_app(page, timeout_ms)
 
 
 def selected_option(page, label: str) -> str:

@@ -28,6 +28,29 @@ def _by_hand(handle, ids, layer: int, head: int, mean: bool) -> torch.Tensor:
         return model_output(handle, ids)
 
 
+def _attentions(handle, ids) -> list[np.ndarray]:
+    """Every layer's patterns [heads, query, key] from the model's own forward."""
+    with torch.inference_mode():
+        return [layer[0].numpy() for layer in handle.model(ids, use_cache=False, output_attentions=True).attentions]
+
+
+def test_downstream_heads_and_their_patterns_equal_the_models_own_attention_under_a_hook(tiny_llama_handle):
+    handle = tiny_llama_handle
+    ids = torch.randint(0, 30, (1, 12), generator=torch.Generator().manual_seed(0))
+    result = ablate(handle, ids, [HeadIntervention(0, 1)], n_downstream=3)
+    before = _attentions(handle, ids)
+    with head_replaced(handle, 0, 1):
+        after = _attentions(handle, ids)
+    change = np.stack([0.5 * np.abs(b - a).sum(-1).mean(-1) for b, a in zip(before, after)])
+    expected = [f"L{index // change.shape[1]}H{index % change.shape[1]}" for index in np.argsort(-change, axis=None,
+                                                                                                 kind="stable")[:3]]
+    assert list(result.downstream["head"]) == expected and len(set(expected)) == 3
+    for label, layer, head in zip(result.downstream["head"], result.downstream["layer"], result.downstream["head_index"]):
+        np.testing.assert_allclose(result.patterns_before[label], before[layer][head], atol=1e-6)
+        np.testing.assert_allclose(result.patterns_after[label], after[layer][head], atol=1e-6)
+        assert result.downstream.set_index("head").loc[label, "change"] == pytest.approx(change[layer, head], abs=1e-6)
+
+
 @pytest.mark.parametrize("mean", [False, True])
 def test_ablation_matches_a_hand_computation(tiny_llama_handle, mean):
     handle = tiny_llama_handle
@@ -100,3 +123,18 @@ def test_encoder_ablation_reports_hidden_change_and_downstream(minilm):
     result = ablate(minilm, ids, [HeadIntervention(0, 3)])
     assert result.loss_after is None and result.top.empty
     assert result.metrics["hidden_change"] > 0 and (result.downstream["layer"] >= 1).all()
+
+
+def test_the_lab_export_holds_predictions_losses_downstream_heads_and_continuations(tiny_llama_handle):
+    import json
+
+    from components.panels.lab_export import _plain, lab_report
+
+    ids = torch.randint(0, 30, (1, 10), generator=torch.Generator().manual_seed(1))
+    result = ablate(tiny_llama_handle, ids, [HeadIntervention(0, 1, "zero", 0.5)], n_downstream=3)
+    report = json.loads(json.dumps(lab_report("tiny", result, {"before": "a", "after": "b"}), default=_plain))
+    assert report["selection"] == "L0H1:zero:0.5" and report["continuations"] == {"before": "a", "after": "b"}
+    assert [row["position"] for row in report["token_losses"]] == list(range(1, 10))
+    assert [row["loss_after"] for row in report["token_losses"]] == pytest.approx(result.loss_after.tolist())
+    assert {"token", "before", "after"} <= set(report["predictions"][0]) and len(report["downstream_heads"]) == 3
+    assert report["metrics"]["loss"] == pytest.approx(result.metrics["loss"])

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
+from analysis.memory_budget import shared_cache
+from analysis.runtime.interventions import HeadIntervention
 from tests.app_support import messages, run_app
 from tests.app_support import rerun_until
 
@@ -26,6 +29,24 @@ def test_moving_a_slider_changes_the_prediction_and_the_link(smollm2):
     assert app.query_params["ablate"] == "L1H5:zero:0"
     app.selectbox(key="w_lab_mode_L1H5").set_value("mean").run()
     assert app.query_params["ablate"] == "L1H5:mean:0" and _top_prediction(app) not in (unchanged, removed)
+
+
+def test_a_slider_move_parses_the_selection_once_and_the_caches_take_it_as_a_value(smollm2, monkeypatch):
+    import analysis.methods.ablation_spec as spec_module
+    import components.caches.ablation as lab_caches
+    import components.widgets.lab_selection as lab_selection
+
+    app = run_app(LAB, ablate="L1H5:zero:1,L3H2:resample:0.5", gen_tokens="2")
+    parsed, original = [], spec_module.parse_ablation
+    for module in (spec_module, lab_selection, lab_caches):
+        monkeypatch.setattr(module, "parse_ablation", lambda *a, **k: parsed.append(a[0]) or original(*a, **k),
+                            raising=False)
+    app.slider(key="w_lab_scale_L1H5").set_value(0.5).run()
+    assert not app.exception
+    assert len(parsed) == 2  # the slider's callback and the page, never again in a cache
+    selection = (HeadIntervention(1, 5, "zero", 0.5), HeadIntervention(3, 2, "resample", 0.5))
+    assert shared_cache().get(lab_caches.cached_ablation.cache_key(
+        "smollm2-135m", IOI_PROMPT, 256, selection, ("loss", 0, 0, None), CORRUPTED_IOI_PROMPT)) is not None
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -112,3 +133,10 @@ def test_resampling_a_head_takes_its_output_from_the_second_text(smollm2):
     app.text_area(key="w_compare_text").input("A much shorter text.").run()
     assert not app.exception
     assert "same number of tokens: the text has" in messages(app)
+
+
+def test_the_all_heads_row_of_a_mixed_selection_does_not_read_as_every_head_removed(smollm2):
+    app = run_app(LAB, ablate="L1H5:zero:2,L23H3:resample:0", gen_tokens="0")
+    assert not app.exception
+    assert app.slider(key="w_lab_scale_all").value == 1.0  # not 0.00, which reads as every head removed
+    assert any("heads differ: each keeps its own setting" in m.value for m in app.markdown)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser_support import click_head_in_grid, running_app, wait_for_app
+from analysis.methods.census import threshold_names
 from tests.app_support import messages, run_app
 
 CENSUS = "pages/census.py"
@@ -60,3 +61,11 @@ def test_deep_link_to_census_then_click_a_head(browser, artifacts_dir):
         page.screenshot(path=str(artifacts_dir / "census.png"), full_page=True)
         click_head_in_grid(page, layer=18, head=6)
         page.screenshot(path=str(artifacts_dir / "census-click-head.png"), full_page=True)
+
+
+def test_every_label_threshold_says_what_it_does(smollm2):
+    app = run_app("pages/census.py")
+    helps = {slider.key: slider.help for slider in app.slider}
+    assert "special tokens are the tokenizer's markers" in helps["w_th_special_token"]
+    assert "output norm is below this fraction" in helps["w_th_dormant_output_norm"]
+    assert all(helps[f"w_th_{name}"] for name in threshold_names())

@@ -29,7 +29,7 @@ def test_csv_keeps_good_rows_and_names_each_bad_one():
     assert not parsed.dataset.has_pairs and parsed.dataset.name == "rows.csv"
     assert _problems(parsed) == [
         "row 2 (line 3): 'text' is empty",
-        "row 4 (line 5): has 1 fields; the header has 2",
+        "row 4 (line 5): has 1 field; the header has 2",
         f"row 5 (line 7): 'text' has {parsing.MAX_ROW_CHARS + 1:,} characters (limit {parsing.MAX_ROW_CHARS:,})",
     ]
 

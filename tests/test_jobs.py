@@ -56,6 +56,18 @@ def _rows_table(n_rows: int = 3) -> pd.DataFrame:
 PARAMS = {"kind": "census", "model": "m", "dataset": {"name": "d", "rows": [{"text": "a"}]}}
 
 
+def test_the_time_left_is_measured_from_the_first_progress_not_from_the_start_up():
+    from dataclasses import replace
+
+    from analysis.jobs.records import JobRecord
+
+    # 20 s of start-up (workers, the model's load), then 0.1 of 1 row in 1 s: 9 s left, not 11 minutes
+    record = JobRecord("j", "exact", "m", PARAMS, "running", 0.1, 1.0, "", "", False, 0.0, 0.0, None, None, [], None)
+    assert record.seconds_left(now=21.0, since=(20.0, 0.0)) == pytest.approx(9.0)
+    assert record.seconds_left(now=21.0, since=(21.0, 0.1)) is None  # no progress since the first look: no rate
+    assert replace(record, done=0.0).seconds_left(now=21.0) is None
+
+
 def check_record_life_cycle(jobs: JobStore) -> None:
     """queued → running (progress, heartbeat) → done with its result; the same parameters find the job."""
     job_id = jobs.create("census", "m", PARAMS, total=3)
@@ -375,3 +387,21 @@ def test_the_sweep_and_jobs_commands(embedded, tiny_folder, tmp_path, capsys):
     assert main(["jobs", "cancel", job_id, "--db", str(database)]) == 0
     assert "already done" in capsys.readouterr().err
     assert main(["jobs", "show", "nope", "--db", str(database)]) == 2
+
+
+def test_the_sweep_prints_one_progress_line_per_completed_shard_when_not_on_a_terminal():
+    import io
+    from dataclasses import replace
+
+    from analysis.cli.jobs import progress_reporter
+    from analysis.jobs.records import JobRecord
+
+    log = io.StringIO()  # a log file: no terminal
+    report = progress_reporter(log)
+    record = JobRecord("j", "census", "m", PARAMS, "running", 0.0, 20.0, "", "", False, 0.0, 0.0, None, None, [], None)
+    for done in (0.0, 0.2, 0.5, 0.9, 4.0, 4.3, 4.6, 8.0, 8.0):  # heads of rows in progress, then shards of 4 rows
+        report(replace(record, done=done, detail=f"{done:g} of 20 rows"))
+    report(replace(record, status="done", done=20.0))
+    assert "\r" not in log.getvalue()
+    assert log.getvalue().splitlines() == ["running: 0 of 20 rows (0%)", "running: 4 of 20 rows (20%)",
+                                           "running: 8 of 20 rows (40%)", "done (100%)"]

@@ -68,3 +68,32 @@ def test_bad_job_links_say_so(smollm2, job_database):
     assert not app.exception and "There is no job AAAAAAAAAAAAAAAA" in messages(app)
     app = run_app(DATASETS, job="x" * 17)
     assert not app.exception and "Ignored the link's 'job'" in messages(app)
+
+
+def _page_job(kind: str, dataset: str) -> str:
+    """A failed job record with a dataset of one text (what a page's own job looks like), without running it."""
+    from analysis.datasets import Dataset
+    from analysis.jobs.runner import JobRequest
+    from components.panels.job_panel import job_store
+
+    params = JobRequest(kind, "smollm2-135m", "", Dataset(dataset, ("When Mary and John",)), {}, 256).params()
+    job = job_store().create(kind, "smollm2-135m", params, 1)
+    job_store().fail(job, "stopped for the test")
+    return job
+
+
+def test_a_page_job_is_linked_to_its_page_and_not_shown_as_a_one_row_sweep(smollm2, job_database):
+    job = _page_job("exact", "Head importance page")
+    app = run_app(DATASETS)
+    links = list(app.dataframe[-1].value["job"])
+    assert links == [f"/importance?job={job}"]  # Recent jobs open it where it was made
+    opened = run_app(DATASETS, job=job)
+    assert not opened.exception and "started on the Head importance page" in opened.info[0].value
+    assert not any("rows" in s.value for s in opened.subheader)  # no "Mean delta over 1 rows"
+
+
+def test_a_job_of_another_kind_in_a_page_link_is_announced_not_swapped(smollm2, job_database):
+    job = _page_job("census", "IOI pairs")
+    app = run_app("pages/importance.py", job=job)
+    assert not app.exception
+    assert f"The link's job {job} computes something else (Head census scores on IOI pairs)" in messages(app)

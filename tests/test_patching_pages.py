@@ -98,3 +98,37 @@ def test_a_long_pair_patches_every_head_as_a_job_and_its_link_reopens_it(smollm2
     assert app.dataframe[0].value["effect exact"].abs().max() > 0.2
     reopened = run_app(PAGE, **pair, job=job)
     assert _metrics(reopened)["Rank correlation estimate vs exact"] == _metrics(app)["Rank correlation estimate vs exact"]
+
+
+def test_the_estimate_of_kl_when_noising_is_shown_as_undefined_not_as_a_result(smollm2):
+    app = run_app(PAGE, patch_metric="kl", patch_direction="noise")
+    assert not app.exception
+    assert _metrics(app)["Rank correlation estimate vs exact"] == "—"
+    estimate = next(f["data"][0] for f in _figures(app) if f["layout"]["title"]["text"].startswith("Attribution"))
+    assert not estimate.get("showscale", True) and np.ptp(_array(estimate["z"])) == 0  # one grey, no colour bar
+    assert list(app.dataframe[0].value.columns) == ["head", "effect exact"]
+    assert "no estimate of KL when noising" in app.info[0].value
+
+
+def test_a_page_request_runs_each_prompt_once(smollm2, monkeypatch):
+    import streamlit as st
+
+    import analysis.methods.patching as patching
+    import components.caches.patching as patching_caches
+    from analysis.memory_budget import shared_cache
+
+    shared_cache().clear()
+    st.cache_data.clear()
+    prepared, original = [], patching.prepare_runs
+    for module in (patching, patching_caches):
+        monkeypatch.setattr(module, "prepare_runs", lambda *a, **k: prepared.append(1) or original(*a, **k))
+    app = run_app(PAGE, patch_heads="L23H3")
+    assert not app.exception and len(_figures(app)) == 3  # estimate, exact heads, head × position
+    assert len(prepared) == 1  # both prompts run once, for the summary, the estimate and both exact grids
+
+
+def test_typed_tokens_are_shown_in_full_and_a_word_without_its_space_or_of_two_tokens_is_warned_about(smollm2):
+    app = run_app(PAGE, patch_target=" Maryland", patch_distractor="John")
+    assert not app.exception
+    assert messages(app).startswith("Distractor: 'John' is used as typed, without a leading space")  # one warning
+    assert any(c.value.startswith("Target ␣Maryland · distractor John (") for c in app.caption)

@@ -85,13 +85,23 @@ def test_notes_are_saved_listed_escaped_and_marked(smollm2):
     app.text_area(key="note_text").input("<img src=x onerror=alert(1)> copies the token after")
     app.button[0].click().run()
     assert not app.exception
-    listed = " ".join(m.value for m in app.markdown)
-    assert "&lt;img src=x onerror=alert(1)&gt; copies the token after" in listed and "<img" not in listed
+    assert [t.value for t in app.text] == ["ana [induction]: <img src=x onerror=alert(1)> copies the token after"]
+    assert not any("<img" in m.value for m in app.markdown)  # shown as plain text, never as HTML or Markdown
     overview = run_app()
     marks = json.loads(overview.get("plotly_chart")[0].proto.spec)["layout"]["annotations"]
     assert [(round(m["y"]), round(m["x"]), m["text"]) for m in marks] == [(18, 6, "✎")]
     census = run_app("pages/census.py")
     assert "ana: <img src=x onerror=alert(1)> copies" in census.dataframe[0].value.set_index("head").loc["L18H6", "notes"]
+
+
+def test_a_note_with_a_markdown_link_or_image_is_shown_as_plain_text(smollm2):
+    app = run_app(HEAD_VIEW, layer="3", head="2")
+    note = "see [a link](http://example.com) and ![x](http://example.com/x.png) or http://example.com"
+    app.text_area(key="note_text").input(note)
+    app.button[0].click().run()
+    assert not app.exception
+    assert [t.value for t in app.text] == [f"anonymous: {note}"]
+    assert not any("example.com" in m.value for m in app.markdown)
 
 
 def malformed_links(count: int, seed: int = 7) -> list[dict[str, str]]:

@@ -155,3 +155,26 @@ def test_a_4096_token_pattern_draws_under_three_megabytes():
     pattern = np.tril(np.random.default_rng(0).random((4096, 4096), dtype=np.float32))
     figure = pattern_panel(pattern / pattern.sum(-1, keepdims=True), [f"t{i} ({i})" for i in range(4096)])
     assert len(figure.to_json()) < 3_000_000 and len(figure.data[0].y) == MAX_CELLS
+
+
+def test_the_overview_of_an_encoder_does_not_claim_its_heads_can_be_read_as_logits(minilm):
+    app = run_app(OVERVIEW, **ENCODER)
+    assert not app.exception
+    assert "head writes read as logits ✗" in _texts(app)
+
+
+def test_the_rollout_caption_states_its_known_limit_instead_of_promising_to_see_past_the_sink(smollm2):
+    app = run_app(FLOW)
+    assert not app.exception
+    assert "to see past it" not in _texts(app) and "the pile moves to the next early token" in _texts(app)
+
+
+def test_at_the_largest_token_cap_the_warning_does_not_ask_to_raise_it(smollm2, monkeypatch):
+    import components.page
+
+    monkeypatch.setattr(components.page, "token_cap", lambda handle: 8)  # the IOI prompt has 14 tokens
+    app = run_app("pages/head_view.py", max_tokens="8")
+    assert not app.exception
+    assert "raise the token cap" not in messages(app) and "8 is the most this model's pages analyse" in messages(app)
+    app = run_app("pages/head_view.py", max_tokens="4")
+    assert "raise the token cap in the sidebar, up to 8" in messages(app)

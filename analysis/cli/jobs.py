@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Callable, TextIO
 from pathlib import Path
 
 import pandas as pd
@@ -73,9 +74,22 @@ def write_table(frame: pd.DataFrame, out: str | None) -> None:
         frame.to_csv(out, index=False)
 
 
-def _report(record: JobRecord) -> None:
-    detail = f": {record.detail}" if record.detail else ""
-    print(f"\r{record.status}{detail} ({record.fraction:.0%})   ", end="", file=sys.stderr, flush=True)
+def progress_reporter(stream: TextIO | None = None) -> Callable[[JobRecord], None]:
+    """What the sweep prints as it follows a job: one line rewritten in place on a terminal; elsewhere (a log
+    file) one line each time rows are completed (a shard finishes) or the status changes."""
+    stream = stream or sys.stderr
+    terminal, last = stream.isatty(), [None]
+
+    def report(record: JobRecord) -> None:
+        detail = f": {record.detail}" if record.detail else ""
+        line = f"{record.status}{detail} ({record.fraction:.0%})"
+        if terminal:
+            print(f"\r{line}   ", end="", file=stream, flush=True)
+        elif last[0] != (record.status, int(record.done)):
+            last[0] = (record.status, int(record.done))
+            print(line, file=stream, flush=True)
+
+    return report
 
 
 def sweep_command(args: argparse.Namespace) -> int:
@@ -91,7 +105,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     try:
         job_id = JobRunner(jobs, dask_client).submit(request)
         print(f"job {job_id}: {KINDS[args.kind].title} on {dataset.name} ({len(dataset)} rows)", file=sys.stderr)
-        record = wait_for(jobs, job_id, timeout=float("inf"), on_progress=_report)
+        record = wait_for(jobs, job_id, timeout=float("inf"), on_progress=progress_reporter())
     finally:
         close_clients()
     print(file=sys.stderr)

@@ -121,7 +121,7 @@ def _csv_rows(text: str):
             continue
         row_number += 1
         if len(cells) != len(header):
-            yield fields, row_number, line, None, f"has {len(cells)} fields; the header has {len(header)}"
+            yield fields, row_number, line, None, f"has {len(cells)} field{'s' if len(cells) != 1 else ''}; the header has {len(header)}"
             continue
         yield fields, row_number, line, dict(zip(header, cells)), None
 

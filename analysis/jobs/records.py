@@ -133,12 +133,17 @@ class JobRecord:
         """Progress between 0 and 1."""
         return min(1.0, self.done / self.total) if self.total else 0.0
 
-    def seconds_left(self, now: float | None = None) -> float | None:
-        """Time left if the rate so far holds; None before the first progress."""
+    def seconds_left(self, now: float | None = None, since: tuple[float, float] | None = None) -> float | None:
+        """Time left if the rate holds; None until there is a rate. ``since`` = (time, done) of an earlier look at
+        the job after its first progress: the rate is measured from there, in the work units ``done`` counts
+        (fractions of rows: heads, layers), so the start-up (workers, the model's load) does not count as work."""
         if self.status != "running" or self.started_at is None or self.done <= 0:
             return None
-        elapsed = (now or time.time()) - self.started_at
-        return elapsed / self.done * max(self.total - self.done, 0.0)
+        start, start_done = since if since is not None else (self.started_at, 0.0)
+        elapsed, progress = (now or time.time()) - start, self.done - start_done
+        if progress <= 0 or elapsed <= 0:
+            return None
+        return elapsed / progress * max(self.total - self.done, 0.0)
 
     def frame(self) -> pd.DataFrame:
         """The result table (raises ValueError if the job has none)."""

@@ -100,22 +100,32 @@ def _pattern_change(clean: torch.Tensor, edited: torch.Tensor) -> np.ndarray:
     return (0.5 * (clean - edited).abs().sum(-1).mean(-1)).float().cpu().numpy()
 
 
-def _downstream(handle: ModelHandle, clean: CleanRun, edits: EditTensors, edited_residuals: dict[int, torch.Tensor],
-                change: np.ndarray, n: int) -> tuple[pd.DataFrame, dict, dict]:
-    """The ``n`` heads whose attention changed most (changed at all), with their patterns before and after
-    (recomputed from the two residual streams; block means above ``PATTERN_CELLS`` tokens)."""
-    n_layers, n_heads = change.shape
-    frame = heads_frame(n_layers, n_heads, change=change)
-    flat = change.flatten()
-    ranked = [int(i) for i in np.argsort(-flat, kind="stable")[:n] if flat[i] > 0]
-    frame = frame.iloc[ranked].reset_index(drop=True)
-    before, after = {}, {}
-    for name, layer, head in zip(frame["head"], frame["layer"], frame["head_index"]):
-        for kept, residual, row_edits in ((before, clean.cache["resid_pre", layer], None),
-                                          (after, edited_residuals[layer], edits)):
-            pattern = layer_attention(handle, clean.input_ids, layer, residual, row_edits)[0, head].float().cpu().numpy()
-            kept[name] = pool_pattern(pattern, PATTERN_CELLS)
-    return frame, before, after
+class _Downstream:
+    """The ``n`` heads whose attention changed most so far, with their patterns before and after, kept while the
+    edited forward passes each layer (block means above ``PATTERN_CELLS`` tokens), so no pattern is recomputed."""
+
+    def __init__(self, change: np.ndarray, n: int) -> None:
+        self.change, self.n = change, n
+        self.patterns: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def see(self, layer: int, clean: torch.Tensor, edited: torch.Tensor) -> None:
+        """Keep this layer's heads that enter the top ``n`` (ties: the earlier head), drop those they push out."""
+        for head in np.flatnonzero(self.change[layer] > 0):
+            self.patterns[(layer, int(head))] = tuple(pool_pattern(weights[head].float().cpu().numpy(), PATTERN_CELLS)
+                                                      for weights in (clean, edited))
+        ranked = sorted(self.patterns, key=lambda key: (-self.change[key], key))
+        for key in ranked[self.n:]:
+            del self.patterns[key]
+
+    def result(self) -> tuple[pd.DataFrame, dict, dict]:
+        """The heads (most changed first) and their patterns before and after, by head label."""
+        n_layers, n_heads = self.change.shape
+        ranked = sorted(self.patterns, key=lambda key: (-self.change[key], key))
+        frame = heads_frame(n_layers, n_heads, change=self.change)
+        frame = frame.iloc[[layer * n_heads + head for layer, head in ranked]].reset_index(drop=True)
+        labels = list(frame["head"])
+        return (frame, {label: self.patterns[key][0] for label, key in zip(labels, ranked)},
+                {label: self.patterns[key][1] for label, key in zip(labels, ranked)})
 
 
 def ablate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[HeadIntervention], *,
@@ -129,20 +139,18 @@ def ablate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[Hea
     clean = clean or clean_run(handle, input_ids)
     edits = edit_tensors(handle, [interventions], input_ids, source_ids)
     change = np.zeros((handle.info.n_layers, handle.info.n_heads))
-    edited_residuals, output = {}, None  # no active edit: the clean run itself
+    kept, output = _Downstream(change, n_downstream), None  # no active edit: the clean run itself
     if edits.active_layers:
         start = min(edits.active_layers)
 
         def compare_layer(layer: int, weights: torch.Tensor) -> None:
             clean_weights = layer_attention(handle, input_ids, layer, clean.cache["resid_pre", layer])
             change[layer] = _pattern_change(clean_weights[0], weights[0])
+            kept.see(layer, clean_weights[0], weights[0])
 
-        edited = run_with_cache(handle, input_ids, edits=edits, sites=("resid_pre",), start_layer=start,
-                                start_residual=clean.cache["resid_pre", start], on_pattern=compare_layer)
-        output = edited.logits
-        edited_residuals = {layer: edited["resid_pre", layer] for layer in edited.layers("resid_pre")}
-    downstream, patterns_before, patterns_after = _downstream(handle, clean, edits, edited_residuals, change,
-                                                              n_downstream)
+        output = run_with_cache(handle, input_ids, edits=edits, start_layer=start,
+                                start_residual=clean.cache["resid_pre", start], on_pattern=compare_layer).logits
+    downstream, patterns_before, patterns_after = kept.result()
     common = dict(interventions=tuple(interventions), tokens=token_strings(handle.tokenizer, input_ids[0]),
                   downstream=downstream, patterns_before=patterns_before, patterns_after=patterns_after)
     ref = clean.reference

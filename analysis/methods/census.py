@@ -65,6 +65,22 @@ class LabelThresholds:
     self: float = 0.5
 
 
+THRESHOLD_HELP: dict[str, str] = {
+    "induction": "Label a head induction if its induction score on the probe is at least this.",
+    "duplicate_token": "Label a head duplicate-token if its duplicate-token score on the probe is at least this.",
+    "previous_token": "Label a head previous-token if its mass on the previous token is at least this.",
+    "special_token": "Label a head [SEP], [CLS] or punctuation if its mass on that kind of token is at least this "
+                     "(special tokens are the tokenizer's markers such as [CLS] and [SEP]).",
+    "sink": "Label a head a sink if its mass on the first token is at least this (Xiao et al. 2023).",
+    "dormant_first_token": "A dormant head puts at least this much mass on the first token …",
+    "dormant_output_norm": "… and writes little: its output norm is below this fraction of the median head of its "
+                           "layer (Guo et al. 2024, attention sinks as dormant heads).",
+    "positional": "Label a head positional if its mass within the local window is at least this.",
+    "broad": "Label a head broad if its normalised row entropy is at least this (1 = uniform).",
+    "self": "Label a head self if its mass on the token itself is at least this.",
+}
+
+
 LABELS = ("induction", "duplicate-token", "previous-token", "dormant", "[SEP]", "[CLS]", "punctuation",
           "sink", "positional", "self", "broad", "")
 

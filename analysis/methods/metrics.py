@@ -115,4 +115,8 @@ def resolve_target(tokenizer, text: str) -> tuple[int | None, str | None]:
     if len(ids) > 1:
         first = tokenizer.decode(ids[:1])
         return ids[0], f"The target '{text}' is {len(ids)} tokens; using its first token '{first}'."
+    spaced = tokenizer.encode(" " + text, add_special_tokens=False) if not text[0].isspace() else ids
+    if len(spaced) == 1 and spaced != ids:
+        return ids[0], (f"'{text}' is used as typed, without a leading space; a word after a space in a text is "
+                        f"the token ' {text}' (type it with the space if that is what you mean).")
     return ids[0], None

@@ -34,8 +34,8 @@ from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import EditBases, gate_edits
 from analysis.runtime.tokens import token_strings
 
-__all__ = ["DIRECTIONS", "PATCHING_METRICS", "PatchingError", "PatchingMetric", "attribution_patching",
-           "head_patching", "head_patching_naive", "head_position_patching", "residual_patching"]
+__all__ = ["DIRECTIONS", "PATCHING_METRICS", "PatchingError", "PatchingMetric", "attribution_defined",
+           "attribution_patching", "head_patching", "head_patching_naive", "head_position_patching", "residual_patching"]
 
 
 def _head_frame(handle: ModelHandle, runs: PatchingRuns, values: np.ndarray) -> pd.DataFrame:
@@ -44,15 +44,16 @@ def _head_frame(handle: ModelHandle, runs: PatchingRuns, values: np.ndarray) -> 
 
 
 def head_patching(handle: ModelHandle, clean_ids: torch.Tensor, corrupted_ids: torch.Tensor,
-                  metric: PatchingMetric, direction: str = "denoise", progress: Progress | None = None
-                  ) -> pd.DataFrame:
+                  metric: PatchingMetric, direction: str = "denoise", progress: Progress | None = None,
+                  runs: PatchingRuns | None = None) -> pd.DataFrame:
     """Patch each head's output z alone (every position), exactly; one row per head.
 
     Heads of layer l restart from the base run's residual stream entering l and share a batched call.
-    ``progress(done, total)`` counts heads; if it raises, the computation stops. Columns: head, layer,
-    head_index, effect (0 = corrupted run, 1 = clean run), value (the raw metric).
+    ``progress(done, total)`` counts heads; if it raises, the computation stops. ``runs``: both prompts already
+    run for these ids and metric (``prepare_runs``; run now if not given). Columns: head, layer, head_index,
+    effect (0 = corrupted run, 1 = clean run), value (the raw metric).
     """
-    runs = prepare_runs(handle, clean_ids, corrupted_ids, metric)
+    runs = runs or prepare_runs(handle, clean_ids, corrupted_ids, metric)
     info = handle.info
     patches = [Patch(heads=((layer, head),)) for layer in range(info.n_layers) for head in range(info.n_heads)]
     return _head_frame(handle, runs, patched_values(handle, runs, patches, direction, progress))
@@ -86,12 +87,12 @@ def _position_frame(handle: ModelHandle, runs: PatchingRuns, keys: pd.DataFrame,
 
 def head_position_patching(handle: ModelHandle, clean_ids: torch.Tensor, corrupted_ids: torch.Tensor,
                            metric: PatchingMetric, heads: list[tuple[int, int]], direction: str = "denoise",
-                           progress: Progress | None = None) -> pd.DataFrame:
+                           progress: Progress | None = None, runs: PatchingRuns | None = None) -> pd.DataFrame:
     """Patch each chosen head's output at one position at a time; one row per (head, position).
 
     Columns: head, layer, head_index, position, clean_token, corrupted_token, effect, value.
     """
-    runs = prepare_runs(handle, clean_ids, corrupted_ids, metric)
+    runs = runs or prepare_runs(handle, clean_ids, corrupted_ids, metric)
     heads = list(dict.fromkeys(heads))
     if not heads:
         raise PatchingError("Pick at least one head to patch position by position, e.g. L23H0.")
@@ -107,21 +108,28 @@ def head_position_patching(handle: ModelHandle, clean_ids: torch.Tensor, corrupt
 
 
 def residual_patching(handle: ModelHandle, clean_ids: torch.Tensor, corrupted_ids: torch.Tensor,
-                      metric: PatchingMetric, direction: str = "denoise", progress: Progress | None = None
-                      ) -> pd.DataFrame:
+                      metric: PatchingMetric, direction: str = "denoise", progress: Progress | None = None,
+                      runs: PatchingRuns | None = None) -> pd.DataFrame:
     """Patch the whole residual stream entering each layer at one position; one row per (layer, position).
 
     Layer 0's input is the embedding. Columns: layer, position, clean_token, corrupted_token, effect, value.
     """
-    runs = prepare_runs(handle, clean_ids, corrupted_ids, metric)
+    runs = runs or prepare_runs(handle, clean_ids, corrupted_ids, metric)
     keys = pd.DataFrame([(layer, position) for layer in range(handle.info.n_layers)
                          for position in range(runs.n_tokens)], columns=["layer", "position"])
     patches = [Patch(residual_layer=row.layer, positions=(row.position,)) for row in keys.itertuples()]
     return _position_frame(handle, runs, keys, patched_values(handle, runs, patches, direction, progress))
 
 
+def attribution_defined(metric: str, direction: str) -> bool:
+    """False where the linear estimate is zero by construction: KL when noising (its gradient vanishes at the
+    clean run, its minimum), so what comes out is float noise, not an estimate."""
+    return not (metric == "kl" and direction == "noise")
+
+
 def attribution_patching(handle: ModelHandle, clean_ids: torch.Tensor, corrupted_ids: torch.Tensor,
-                         metric: PatchingMetric, direction: str = "denoise") -> pd.DataFrame:
+                         metric: PatchingMetric, direction: str = "denoise", runs: PatchingRuns | None = None
+                         ) -> pd.DataFrame:
     """The linear estimate of ``head_patching`` for every head from two forwards and one backward.
 
     A gate ξ on every head's output rewrites it as z' = z_source + ξ·(z − z_source) (a "resample" edit), so at
@@ -129,7 +137,7 @@ def attribution_patching(handle: ModelHandle, clean_ids: torch.Tensor, corrupted
     the metric by about −∂M/∂ξ. Columns: head, layer, head_index, effect (the estimate, normalised like
     ``head_patching``), value (the estimated raw metric).
     """
-    runs = prepare_runs(handle, clean_ids, corrupted_ids, metric)
+    runs = runs or prepare_runs(handle, clean_ids, corrupted_ids, metric)
     info = handle.info
     gates = torch.ones(info.n_layers, info.n_heads, requires_grad=True)
     edits = gate_edits(gates, "resample", EditBases(source=runs.source(direction).head_outputs))

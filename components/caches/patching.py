@@ -11,10 +11,10 @@ from typing import Callable, NamedTuple
 import pandas as pd
 import streamlit as st
 
-from analysis.memory_budget import shared_cache
+from analysis.memory_budget import memoise, shared_cache
 from analysis.methods.patching import PatchingMetric, attribution_patching, head_patching, head_position_patching, \
     residual_patching
-from analysis.methods.patching_runs import Progress, prepare_runs
+from analysis.methods.patching_runs import PatchingRuns, Progress, prepare_runs
 from analysis.runtime.tokens import token_strings
 from components.caches.models import cached_model, input_ids
 
@@ -47,28 +47,36 @@ class RunSummary(NamedTuple):
     corrupted: float
 
 
+@memoise
+def cached_runs(request: PatchRequest) -> PatchingRuns:
+    """Both prompts run once per request, shared by the summary, the estimate and every exact grid; raises
+    PatchingError or MetricError with a message for people."""
+    return prepare_runs(*request.arguments())
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_summary(request: PatchRequest) -> RunSummary:
-    """Run both prompts once; raises PatchingError or MetricError with a message for people."""
-    handle, clean, corrupted, metric = request.arguments()
-    runs = prepare_runs(handle, clean, corrupted, metric)
-    target, distractor = token_strings(handle.tokenizer, [runs.metric.target_id, runs.metric.distractor_id])
+    """The resolved tokens and the metric on both prompts."""
+    runs = cached_runs(request)
+    target, distractor = token_strings(cached_model(request.model).tokenizer,
+                                       [runs.metric.target_id, runs.metric.distractor_id])
     return RunSummary(target, distractor, runs.baseline.clean, runs.baseline.corrupted)
 
 
 @st.cache_data(max_entries=64, show_spinner="Attribution patching (two forwards, one backward)…")
 def cached_attribution(request: PatchRequest) -> pd.DataFrame:
     """The linear estimate of every head's patching effect."""
-    return attribution_patching(*request.arguments(), request.direction)
+    return attribution_patching(*request.arguments(), request.direction, runs=cached_runs(request))
 
 
 def _exact(kind: str, request: PatchRequest, heads: tuple[tuple[int, int], ...]) -> Callable[[Progress], pd.DataFrame]:
+    runs = cached_runs(request)
     if kind == "heads":
-        return lambda progress: head_patching(*request.arguments(), request.direction, progress)
+        return lambda progress: head_patching(*request.arguments(), request.direction, progress, runs)
     if kind == "positions":
         return lambda progress: head_position_patching(*request.arguments(), list(heads), request.direction,
-                                                       progress)
-    return lambda progress: residual_patching(*request.arguments(), request.direction, progress)
+                                                       progress, runs)
+    return lambda progress: residual_patching(*request.arguments(), request.direction, progress, runs)
 
 
 def exact_result(kind: str, request: PatchRequest, label: str, heads: tuple[tuple[int, int], ...] = ()

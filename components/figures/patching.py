@@ -19,16 +19,24 @@ def _scale(values: np.ndarray, centre: float) -> dict:
     return {"colorscale": "RdBu_r", "zmid": centre, "zmin": centre - bound, "zmax": centre + bound}
 
 
-def effect_grid(frame: pd.DataFrame, title: str, centre: float) -> go.Figure:
-    """A clickable layer × head heatmap of ``frame["effect"]`` (one row per head, in layer, head order)."""
+UNDEFINED_GREY = "#d9d9d9"
+
+
+def effect_grid(frame: pd.DataFrame, title: str, centre: float, defined: bool = True) -> go.Figure:
+    """A clickable layer × head heatmap of ``frame["effect"]`` (one row per head, in layer, head order);
+    ``defined=False`` draws every cell grey without a colour bar (the values mean nothing)."""
     n_layers, n_heads = int(frame["layer"].max()) + 1, int(frame["head_index"].max()) + 1
     values = frame["effect"].to_numpy().reshape(n_layers, n_heads)
-    figure = go.Figure(go.Heatmap(z=values, x=list(range(n_heads)), y=list(range(n_layers)), hoverinfo="skip",
-                                  colorbar={"title": "effect", "thickness": 12}, **_scale(values, centre)))
+    colours = (_scale(values, centre) if defined else
+               {"z": np.zeros_like(values), "colorscale": [[0, UNDEFINED_GREY], [1, UNDEFINED_GREY]],
+                "showscale": False})
+    figure = go.Figure(go.Heatmap(**{"z": values, **colours}, x=list(range(n_heads)), y=list(range(n_layers)),
+                                  hoverinfo="skip", colorbar={"title": "effect", "thickness": 12}))
     figure.update_layout(title={"text": title, "font": {"size": 14}}, height=max(300, 20 * n_layers + 80),
                          margin={"l": 40, "r": 10, "t": 60, "b": 10}, plot_bgcolor="white", dragmode=False)
     layer_head_axes(figure, n_layers, n_heads)
-    hover = [f"{head}: effect {effect:.3f}" for head, effect in zip(frame["head"], frame["effect"])]
+    hover = [f"{head}: effect {effect:.3f}" if defined else f"{head}: undefined"
+             for head, effect in zip(frame["head"], frame["effect"])]
     return add_head_click_layer(figure, n_layers, n_heads, hover, marker_size=14)
 
 

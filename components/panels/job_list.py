@@ -22,7 +22,7 @@ def recent_jobs(limit: int = 10) -> None:
         return
     st.subheader("Recent jobs")
     st.dataframe(pd.DataFrame({
-        "job": [job_link(record.id) for record in records],
+        "job": [job_link(record) for record in records],
         "computes": [KINDS[record.kind].title if record.kind in KINDS else record.kind for record in records],
         "dataset": [record.params["dataset"]["name"] for record in records],
         "rows": [int(record.total) for record in records],

@@ -19,6 +19,7 @@ from components.share_links import DATABASE_ERRORS, share_store
 from components.state import update_state
 
 POLL_SECONDS = 1.0
+_FIRST_PROGRESS = "atlas_job_first_progress"  # job id -> (time, done) when this session first saw it progress
 _START_PROBLEM = "atlas_job_start_problem"
 
 
@@ -86,9 +87,26 @@ def job_result(job_id: str) -> pd.DataFrame:
     return job_store().load(job_id).frame()
 
 
-def job_link(job_id: str) -> str:
-    """This page's URL with only ``?job=<id>``: what a teammate opens to see the job."""
-    return f"{(st.context.url or '').split('?')[0]}?job={job_id}"
+IMPORTANCE_JOBS, PATCHING_JOBS = "Head importance page", "Activation patching page"
+PAGE_JOBS = {IMPORTANCE_JOBS: "importance", PATCHING_JOBS: "patching"}  # a page job's dataset name -> its page
+
+
+def job_page(record: JobRecord) -> str | None:
+    """The URL path of the page that started a job and shows its result, or None for a dataset sweep."""
+    return PAGE_JOBS.get(record.params["dataset"]["name"])
+
+
+def job_link(record: JobRecord) -> str:
+    """The URL with only ``?job=<id>`` of the page that shows the job (the page that started it, else this one):
+    what a teammate opens to see the job."""
+    here = (st.context.url or "").split("?")[0]
+    page = job_page(record)
+    return f"{here.rsplit('/', 1)[0] + '/' + page if page else here}?job={record.id}"
+
+
+def rows_text(count: int) -> str:
+    """'1 row', '1,200 rows'."""
+    return f"{count:,} row{'' if count == 1 else 's'}"
 
 
 def duration(seconds: float) -> str:
@@ -106,8 +124,11 @@ def progress_text(record: JobRecord) -> str:
     title = KINDS[record.kind].title if record.kind in KINDS else record.kind
     if record.status == "queued" or not record.detail:
         return f"{title}: starting (the first job starts the workers and loads the model)…"
-    left = record.seconds_left()
-    estimate = f" — about {duration(left)} left" if left is not None else ""
+    seen = st.session_state.setdefault(_FIRST_PROGRESS, {})
+    if record.done > 0:  # the first look with progress: the rate is measured from here on
+        seen.setdefault(record.id, (time.time(), record.done))
+    left = record.seconds_left(since=seen.get(record.id))
+    estimate = f" — about {duration(left)} left" if left is not None else " — estimating the time left…"
     return f"{title}: {record.detail}{estimate}"
 
 

@@ -14,7 +14,7 @@ from components.figures.grids import importance_grid
 from components.figures.datasets import interval_figure, row_distribution, summary_hover
 from components.widgets.head_picker import head_grid
 from components.figures.grids import add_head_click_layer
-from components.panels.job_panel import job_result
+from components.panels.job_panel import job_result, rows_text
 from components.navigation import PAGES, page_file
 from components.state import bind, update_state
 
@@ -92,7 +92,7 @@ def sweep_results(record: JobRecord, state: dict) -> None:
     left, right = st.columns(2)
     with left:
         picked = head_grid(add_head_click_layer(
-            importance_grid(summary, "mean", f"Mean {value} over {computed} rows (click a head)", signed),
+            importance_grid(summary, "mean", f"Mean {value} over {rows_text(computed)} (click a head)", signed),
             n_layers, n_heads, summary_hover(summary, value), marker_size=14,
             click_action="click to see its value on every row"), key="sweep_mean_grid")
     with right:

@@ -3,7 +3,6 @@ notes other views mark heads with."""
 from __future__ import annotations
 
 import datetime
-import html
 
 import streamlit as st
 
@@ -39,9 +38,10 @@ def _when(timestamp: float) -> str:
 
 
 def _note_line(note: HeadNote) -> str:
-    label = f" **[{html.escape(note.label)}]**" if note.label else ""
+    """A note as plain text: notes are shown to everyone on the server, so no Markdown (links, images) renders."""
+    label = f" [{note.label}]" if note.label else ""
     edited = f" (edited {_when(note.updated_at)})" if note.updated_at else ""
-    return f"*{html.escape(note.author)}*{label}: {html.escape(note.text)}{edited}"
+    return f"{note.author}{label}: {note.text}{edited}"
 
 
 def _editor() -> tuple[str, str]:
@@ -57,14 +57,13 @@ def _history(note: HeadNote) -> None:
         return
     if versions:
         with st.expander(f"Earlier versions ({len(versions)})"):
-            st.markdown("\n".join(f"- {_when(v.written_at)} *{html.escape(v.author)}*: {html.escape(v.text)} "
-                                  f"— replaced by *{html.escape(v.replaced_by)}* on {_when(v.replaced_at)}"
-                                  for v in versions))
+            st.text("\n".join(f"{_when(v.written_at)} {v.author}: {v.text} — replaced by {v.replaced_by} on "
+                              f"{_when(v.replaced_at)}" for v in versions))
 
 
 def _note_item(note: HeadNote) -> None:
     """One note, with Edit / Delete for whoever may change it, and its earlier versions."""
-    st.markdown(_note_line(note))
+    st.text(_note_line(note))
     _, identity = _editor()
     if can_write() and not may_change(note, identity):
         st.caption(f"Only its author ({note.author}) can edit or delete this note.")

@@ -10,11 +10,12 @@ import pandas as pd
 import streamlit as st
 
 from analysis.datasets import Dataset, PairRow
+from analysis.jobs.kinds import KINDS
 from analysis.jobs.records import JobRecord, params_key
 from analysis.jobs.runner import INTERACTIVE_PRIORITY, JobRequest
 from analysis.runtime.handle import ModelInfo
-from components.panels.job_panel import job_outcome, job_progress, job_result, job_store, load_job, start_job, \
-    start_problem
+from components.panels.job_panel import IMPORTANCE_JOBS, PATCHING_JOBS, job_outcome, job_progress, job_result, \
+    job_store, load_job, start_job, start_problem
 from components.share_links import DATABASE_ERRORS
 from components.state import get_state, update_state
 
@@ -23,7 +24,7 @@ def exact_importance_request(info: ModelInfo, state: dict) -> JobRequest:
     """The job computing the exact ablation importance of every head for the page's current options."""
     options = {"metric": state["metric"], "span": [int(state["span_start"]), int(state["span_end"])],
                "target": state["target"] if state["metric"] == "logprob" else "", "mode": state["method"]}
-    return JobRequest("exact", state["model"], info.revision, Dataset("Head importance page", (state["text"],)),
+    return JobRequest("exact", state["model"], info.revision, Dataset(IMPORTANCE_JOBS, (state["text"],)),
                       options, int(state["max_tokens"]))
 
 
@@ -31,8 +32,8 @@ def exact_patching_request(info: ModelInfo, state: dict) -> JobRequest:
     """The job patching every head alone between the page's clean and corrupted prompts."""
     pair = PairRow(state["text"], state["compare_text"], state["patch_target"], state["patch_distractor"])
     options = {"metric": state["patch_metric"], "direction": state["patch_direction"]}
-    return JobRequest("patching", state["model"], info.revision, Dataset("Activation patching page", (pair.clean,),
-                                                                         (pair,)), options, int(state["max_tokens"]))
+    return JobRequest("patching", state["model"], info.revision, Dataset(PATCHING_JOBS, (pair.clean,), (pair,)),
+                      options, int(state["max_tokens"]))
 
 
 def _matching_job(request: JobRequest, state: dict) -> JobRecord | None:
@@ -44,6 +45,9 @@ def _matching_job(request: JobRequest, state: dict) -> JobRecord | None:
         if record is None:
             st.warning(f"The link's job {state['job'][:16]} does not exist (it may be mistyped or in another "
                        "database).")
+        else:
+            st.warning(f"The link's job {record.id} computes something else ({KINDS[record.kind].title if record.kind in KINDS else record.kind} on "
+                       f"{record.params['dataset']['name']}), not this page's result; it is not shown here.")
         update_state(job="")
     try:
         record = job_store().find(request.params())

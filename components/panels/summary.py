@@ -22,7 +22,7 @@ def model_summary(info: ModelInfo) -> None:
     columns[4].metric("Parameters", f"{info.n_params / 1e6:.0f} M")
     columns[5].metric("Device", info.device)
     abilities = [("head edits", info.supports_interventions), ("layer restart", info.supports_restart),
-                 ("head writes", info.supports_head_writes)]
+                 ("head writes read as logits", info.causal and info.supports_head_writes and info.supports_restart)]
     st.caption("Runs on its own transformers code (" + info.family + "): " + ", ".join(
         f"{name} {'✓' if able else '✗'}" for name, able in abilities) + ".")
     for note in info.notes:

@@ -8,6 +8,8 @@ Other pages add heads with ``add_head``.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import streamlit as st
 
 from analysis.heads import HeadSpecError
@@ -15,6 +17,7 @@ from analysis.methods.ablation_spec import format_ablation, parse_ablation
 from analysis.runtime.handle import ModelInfo
 from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.trace import Trace
+from components.caches.ablation import Selection
 from components.figures.ablation import selection_grid
 from components.page import second_trace_or_stop
 from components.widgets.head_picker import head_grid
@@ -46,16 +49,16 @@ def effect(edit: HeadIntervention) -> str:
     return f"×{scale:.2f} away from {target}"
 
 
-def read_selection(info: ModelInfo) -> tuple[list[HeadIntervention], str | None]:
-    """The selection in the state, or ([], message) if the link's ``ablate`` cannot be read."""
+def read_selection(info: ModelInfo) -> tuple[Selection, str | None]:
+    """The selection in the state, parsed once, or ((), message) if the link's ``ablate`` cannot be read."""
     spec = get_state()["ablate"]
     try:
-        return parse_ablation(spec, info.n_layers, info.n_heads), None
+        return tuple(parse_ablation(spec, info.n_layers, info.n_heads)), None
     except HeadSpecError as error:
-        return [], f"The link's head selection '{spec[:80]}' cannot be used: {error} Fix it in the Heads box."
+        return (), f"The link's head selection '{spec[:80]}' cannot be used: {error} Fix it in the Heads box."
 
 
-def write_selection(selection: list[HeadIntervention]) -> None:
+def write_selection(selection: Sequence[HeadIntervention]) -> None:
     """Store a new selection; the per-head widgets show it when they are drawn next."""
     update_state(ablate=format_ablation(selection))
     st.session_state[_STALE] = True
@@ -65,7 +68,7 @@ def add_head(info: ModelInfo, layer: int, head: int, mode: str = "zero") -> int:
     """Add a head (removed: scale 0) to the selection unless present; returns the selection size."""
     selection, _ = read_selection(info)
     if all((edit.layer, edit.head) != (layer, head) for edit in selection):
-        selection.append(HeadIntervention(layer, head, mode, 0.0))
+        selection = (*selection, HeadIntervention(layer, head, mode, 0.0))
         write_selection(selection)
     return len(selection)
 
@@ -79,7 +82,7 @@ def _apply_box(info: ModelInfo) -> None:
         st.session_state[_BOX_ERROR] = str(error)
 
 
-def heads_box(info: ModelInfo, selection: list[HeadIntervention], link_error: str | None) -> None:
+def heads_box(info: ModelInfo, selection: Selection, link_error: str | None) -> None:
     """A text box with the selected heads; typing 'L12H3, L14H*' (optionally L3H1:mean:0.5) replaces them."""
     shown = get_state()["ablate"] if link_error else ", ".join(edit.label for edit in selection)
     if st.session_state.get("lab_heads_shown") != shown:  # the selection changed elsewhere: show it
@@ -93,7 +96,7 @@ def heads_box(info: ModelInfo, selection: list[HeadIntervention], link_error: st
         st.error(f"{st.session_state[_BOX_ERROR]} The selection was not changed.")
 
 
-def selection_picker(info: ModelInfo, selection: list[HeadIntervention]) -> None:
+def selection_picker(info: ModelInfo, selection: Selection) -> None:
     """The clickable grid: a click adds a head (removed) or takes a selected head out."""
     figure = add_head_click_layer(selection_grid(info.n_layers, info.n_heads, selection), info.n_layers,
                                   info.n_heads, marker_size=14, click_action="click to add or remove it")
@@ -144,13 +147,14 @@ def _intervention_row(name: str, note: str, key: str, edit: HeadIntervention, on
     return top
 
 
-def head_sliders(info: ModelInfo, selection: list[HeadIntervention]) -> None:
+def head_sliders(info: ModelInfo, selection: Selection) -> None:
     """Per selected head one intervention (and ✕ to take it out); with several heads, first one that sets every
     head at once as soon as it changes."""
     if len(selection) > 1:
         same = len({(edit.mode, edit.scale) for edit in selection}) == 1
-        common = selection[0] if same else HeadIntervention(0, 0)
-        _intervention_row("All heads", effect(common) if same else "set every head", "all", common, _set_all, (info,))
+        common = selection[0] if same else HeadIntervention(0, 0, "zero", 1.0)  # mixed: shown as "unchanged"
+        note = effect(common) if same else "heads differ: each keeps its own setting until you change this row"
+        _intervention_row("All heads", note, "all", common, _set_all, (info,))
     with st.container(height=420) if len(selection) > 5 else st.container():
         for edit in selection:
             label = edit.label
@@ -160,7 +164,7 @@ def head_sliders(info: ModelInfo, selection: list[HeadIntervention]) -> None:
     st.session_state[_STALE] = False
 
 
-def resample_source(selection: list[HeadIntervention], trace: Trace, state: dict) -> str:
+def resample_source(selection: Selection, trace: Trace, state: dict) -> str:
     """The second text "resample" heads take their output from ('' when no head resamples); stops on a bad length."""
     if not any(edit.mode == "resample" for edit in selection):
         return ""
