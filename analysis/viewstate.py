@@ -24,7 +24,6 @@ from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.datasets.generators import GENERATORS, MAX_GENERATED_ROWS
 from analysis.jobs.kinds import KINDS
 
-STATE_VERSION = 1
 CENSUS_VIEWS = (*SCORE_COLUMNS, "label")
 MAX_TEXT_CHARS = 40_000  # ~4,096 tokens of English with room to spare
 MAX_URL_TEXT_CHARS = 1_500  # longer texts travel only through short links
