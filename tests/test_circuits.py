@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.methods.circuit_graph import CircuitGraph, circuit_heads, circuit_json, circuit_nodes, greedy, prune, \
+from analysis import edge_attribution, evaluate_circuit
+from analysis.methods.circuit_graph import CircuitError, CircuitGraph, circuit_heads, circuit_json, circuit_nodes, greedy, prune, \
     select, top_n
 from analysis.methods.edge_attribution import edge_scores, exact_edge_values, integrated_gradients, \
     prepare_edge_runs, score_matrix
 from analysis.methods.faithfulness import circuit_values, curve_auc, faithfulness_curve
+from analysis.methods.patching import PatchingError
 from analysis.methods.patching_metric import PatchingMetric, metric_values
 from analysis.runtime.node_inputs import EdgePatch, edge_patched_logits
 from tests.oracles import model_output
@@ -220,3 +222,24 @@ def test_faithfulness_curve_ends_at_the_clean_run_and_its_auc_is_a_mean():
     assert (curve["kept"] <= curve["n_edges"]).all()
     assert curve_auc(np.array([1, 10, 100]), np.array([0.5, 0.5, 0.5])) == pytest.approx(0.5)
     assert curve_auc(np.array([1, 10, 100]), np.array([0.0, 1.0, 1.0])) == pytest.approx(0.75)
+
+
+def test_the_package_api_and_bad_requests(tiny_bert_handle):
+    handle, clean, corrupted = family_case("llama")
+    metric = PatchingMetric()
+    table = edge_attribution(handle, clean, corrupted, metric)
+    assert table.equals(edge_case("llama")[2])
+    assert evaluate_circuit(handle, clean, corrupted, metric, table) == pytest.approx(1.0, abs=1e-4)
+    assert evaluate_circuit(handle, clean, corrupted, metric, table.head(0)) == pytest.approx(0.0, abs=1e-4)
+    refined = edge_attribution(handle, clean, corrupted, metric, method="exact", top_k=3)
+    assert len(refined) == 3 and set(refined.columns) == {"source", "target", "input", "score", "estimate"}
+    with pytest.raises(PatchingError, match="integration steps"):
+        edge_attribution(handle, clean, corrupted, metric, method="eap-ig", steps=0)
+    with pytest.raises(PatchingError, match="Unknown method"):
+        edge_attribution(handle, clean, corrupted, metric, method="acdc")
+    with pytest.raises(PatchingError, match="Unknown ablation"):
+        evaluate_circuit(handle, clean, corrupted, metric, table, ablation="zero")
+    with pytest.raises(CircuitError, match="not an edge"):
+        evaluate_circuit(handle, clean, corrupted, metric, table.assign(target="L9H9").head(1))
+    with pytest.raises(PatchingError, match="causal language model"):
+        edge_attribution(tiny_bert_handle, clean, corrupted, metric)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
+import numpy as np
 
-from analysis import edge_attribution, evaluate_circuit
 from analysis.cli.main import main
+from analysis.methods.edge_attribution import edge_scores, prepare_edge_runs
+from analysis.methods.faithfulness import circuit_values
 from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.methods.patching import PatchingMetric
 from analysis.runtime.trace import encode_text
@@ -21,14 +22,14 @@ def _metrics(app) -> dict[str, str]:
 
 def test_ioi_edges_all_none_and_the_name_mover_into_the_logits(smollm2):
     clean, corrupted = (encode_text(smollm2, text)[0] for text in (IOI_PROMPT, CORRUPTED_IOI_PROMPT))
-    metric = PatchingMetric()
-    table = edge_attribution(smollm2, clean, corrupted, metric)
+    runs = prepare_edge_runs(smollm2, clean, corrupted, PatchingMetric())
+    table = edge_scores(smollm2, runs, "eap")
     assert len(table) == 70_651 and set(table["input"]) == {"q", "k", "v", ""}
     top = table.loc[table["score"].abs().idxmax()]
     # the head whose output patching finds most important (L23H3) writes the answer straight into the logits
     assert (top["source"], top["target"]) == ("L23H3", "logits") and top["score"] < 0
-    assert evaluate_circuit(smollm2, clean, corrupted, metric, table) == pytest.approx(1.0, abs=1e-4)
-    assert evaluate_circuit(smollm2, clean, corrupted, metric, table.head(0)) == pytest.approx(0.0, abs=1e-4)
+    everything, nothing = np.ones(len(table), dtype=bool), np.zeros(len(table), dtype=bool)
+    assert np.allclose(circuit_values(smollm2, runs, table, [everything, nothing]), [1.0, 0.0], atol=1e-4)
 
 
 def test_circuit_page_slider_faithfulness_and_link(smollm2):
@@ -62,4 +63,3 @@ def test_circuit_cli_writes_csv_and_eap_ig_json(smollm2, tmp_path, capsys):
     assert graph["cfg"]["n_heads"] == 9 and graph["cfg"]["n_kv_heads"] == 3
     kept = [name for name, edge in graph["edges"].items() if edge["in_graph"]]
     assert 0 < len(kept) and "a23.h3->logits" in kept
-    assert main(["circuit", "--method", "eap-ig", "--steps", "0"]) == 2
