@@ -99,6 +99,11 @@ FIELDS: dict[str, StateField] = _fields(
                help="patching: distractor token (empty = corrupted top prediction)"),
     StateField("patch_heads", "str", "", max_chars=400, help="patching: heads patched position by position"),
     StateField("patch_residual", "bool", False, help="patching: compute the residual-stream grid"),
+    # what a head computes, read from its weights
+    StateField("comp_kind", "str", "K", choices=("Q", "K", "V"), help="composition: Q-, K- or V-composition shown"),
+    StateField("comp_top", "int", 20, 5, 200, help="composition: strongest pairs of the model shown"),
+    StateField("ov_token", "str", "", max_chars=100, help="head page: token whose OV write is shown"),
+    StateField("qk_token", "str", "", max_chars=100, help="head page: query token whose QK keys are shown"),
     # datasets and background jobs
     StateField("job", "str", "", max_chars=16, help="a background job whose result is shown (its id)"),
     StateField("ds_source", "str", "ioi", choices=(*GENERATORS, "upload"), help="datasets: where the rows come from"),

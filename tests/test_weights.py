@@ -16,6 +16,7 @@ import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
+from analysis.methods.census import LabelThresholds, label_heads
 from analysis.methods.composition import composition_table, random_baseline
 from analysis.methods.ov_circuits import Circuits
 from analysis.runtime.loading import make_handle
@@ -201,3 +202,16 @@ def test_composition_scores_equal_the_formula_on_explicit_matrices(llama_circuit
         assert rows["baseline"].nunique() == 1
         assert 0 < rows["baseline"].iloc[0] < 1
     assert random_baseline(weights, "K", seed=1) != random_baseline(weights, "K", seed=0)
+
+
+def test_weight_labels_follow_their_thresholds():
+    import pandas as pd
+
+    scores = {"induction": 0.0, "duplicate_token": 0.0, "previous_token": 0.1, "self": 0.0, "first_token": 0.6,
+              "local_mass": 0.1, "entropy": 0.1, "cls_mass": np.nan, "sep_mass": np.nan, "punct_mass": 0.0,
+              "output_norm": 1.0, "maps_copying": 0.0}
+    frame = pd.DataFrame([{**scores, "copying": 0.95, "successor": 0.1}, {**scores, "copying": -0.7, "successor": 0.1},
+                          {**scores, "copying": 0.2, "successor": 0.8}, {**scores, "copying": 0.2, "successor": 0.1}])
+    assert list(label_heads(frame, LabelThresholds())["label"]) == ["sink", "copy-suppression", "successor", "sink"]
+    relaxed = LabelThresholds(sink=0.9, copy_suppression=0.8, successor=0.9)
+    assert list(label_heads(frame, relaxed)["label"]) == ["copying", "", "", ""]

@@ -52,6 +52,15 @@ def circuits(handle: ModelHandle) -> Circuits:
     return _memo(handle, "circuits", lambda: Circuits(handle))
 
 
+def weights_available(handle: ModelHandle) -> bool:
+    """True if the model's per-head weights can be read."""
+    try:
+        head_weights(handle)
+    except WeightsUnavailable:
+        return False
+    return True
+
+
 def weight_notes(handle: ModelHandle) -> tuple[str, ...]:
     """What the weight-based scores leave out for this model (or why they are unavailable)."""
     try:
