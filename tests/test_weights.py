@@ -210,8 +210,9 @@ def test_weight_labels_follow_their_thresholds():
     scores = {"induction": 0.0, "duplicate_token": 0.0, "previous_token": 0.1, "self": 0.0, "first_token": 0.6,
               "local_mass": 0.1, "entropy": 0.1, "cls_mass": np.nan, "sep_mass": np.nan, "punct_mass": 0.0,
               "output_norm": 1.0, "maps_copying": 0.0}
-    frame = pd.DataFrame([{**scores, "copying": 0.95, "successor": 0.1}, {**scores, "copying": -0.7, "successor": 0.1},
+    frame = pd.DataFrame([{**scores, "copying": 0.95, "successor": 0.1}, {**scores, "copying": -0.95, "successor": 0.1},
                           {**scores, "copying": 0.2, "successor": 0.8}, {**scores, "copying": 0.2, "successor": 0.1}])
-    assert list(label_heads(frame, LabelThresholds())["label"]) == ["sink", "copy-suppression", "successor", "sink"]
-    relaxed = LabelThresholds(sink=0.9, copy_suppression=0.8, successor=0.9)
-    assert list(label_heads(frame, relaxed)["label"]) == ["copying", "", "", ""]
+    assert list(label_heads(frame, LabelThresholds())["label"]) == ["sink", "sink", "successor", "sink"]
+    no_sinks = LabelThresholds(sink=0.9, successor=0.9)
+    assert list(label_heads(frame, no_sinks)["label"]) == ["copying", "copy-suppression", "", ""]
+    assert list(label_heads(frame, replace(no_sinks, copy_suppression=0.99))["label"]) == ["copying", "", "", ""]

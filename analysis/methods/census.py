@@ -69,12 +69,12 @@ class LabelThresholds:
     broad: float = 0.75
     self: float = 0.5
     successor: float = 0.5
-    copy_suppression: float = 0.5  # copying score ≤ −this
+    copy_suppression: float = 0.9  # copying score ≤ −this
     copying: float = 0.9
 
 
-LABELS = ("induction", "duplicate-token", "previous-token", "dormant", "successor", "copy-suppression", "[SEP]",
-          "[CLS]", "punctuation", "sink", "copying", "positional", "self", "broad", "")
+LABELS = ("induction", "duplicate-token", "previous-token", "dormant", "successor", "[SEP]", "[CLS]", "punctuation",
+          "sink", "copy-suppression", "copying", "positional", "self", "broad", "")
 
 
 def _probe_ids(handle: ModelHandle, length: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -205,9 +205,9 @@ def _label(row: pd.Series, t: LabelThresholds) -> str:
              (above("duplicate_token", t.duplicate_token), "duplicate-token"),
              (above("previous_token", t.previous_token), "previous-token"), (dormant, "dormant"),
              (above("successor", t.successor), "successor"),
-             (bool(np.isfinite(row["copying"]) and row["copying"] <= -t.copy_suppression), "copy-suppression"),
              (above("sep_mass", t.special_token), "[SEP]"), (above("cls_mass", t.special_token), "[CLS]"),
              (above("punct_mass", t.special_token), "punctuation"), (above("first_token", t.sink), "sink"),
+             (bool(np.isfinite(row["copying"]) and row["copying"] <= -t.copy_suppression), "copy-suppression"),
              (above("copying", t.copying), "copying"),
              (above("local_mass", t.positional), "positional"), (above("self", t.self), "self"),
              (above("entropy", t.broad), "broad")]
