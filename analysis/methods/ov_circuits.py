@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 
 from analysis.runtime.handle import ModelHandle
-from analysis.runtime.weights import HeadWeights, WeightsUnavailable, embedding_rows, read_head_weights, \
-    unembedding_rows
+from analysis.runtime.weights import HeadWeights, WeightsUnavailable, child_module, embedding_rows, \
+    read_head_weights, unembedding_rows
 
 SAMPLE_SIZE = 1000
 SAMPLE_SEED = 0
@@ -72,11 +72,6 @@ def ordinal_sequences(tokenizer) -> dict[str, list[int]]:
     return sequences
 
 
-def _layer_child(layer: torch.nn.Module, names: tuple[str, ...]) -> torch.nn.Module | None:
-    return next((getattr(layer, name) for name in names if isinstance(getattr(layer, name, None), torch.nn.Module)),
-                None)
-
-
 class Circuits:
     """A model's heads read through the vocabulary; the shared pieces (W_Eᵀ·W_U, the sample) computed once."""
 
@@ -102,12 +97,12 @@ class Circuits:
         """E′ = E + MLP₀(E) [n, d_model]: the embedding through layer 0's own MLP (and its norms), no attention."""
         embedded = embedding_rows(self.handle, token_ids)
         layer = self.handle.parts.layers[0]
-        mlp = _layer_child(layer, _MLP_NAMES)
+        mlp = child_module(layer, _MLP_NAMES)
         if mlp is None:
             return embedded
         names = _PRE_MLP_NORM_NAMES if self.handle.parts.attention_output_norms[0] is None \
             else _PRE_MLP_NORM_NAMES[:2]  # there post_attention_layernorm normalises the attention's output
-        pre, post = _layer_child(layer, names), _layer_child(layer, _POST_MLP_NORM_NAMES)
+        pre, post = child_module(layer, names), child_module(layer, _POST_MLP_NORM_NAMES)
         device = self.handle.device
         dtype = next(mlp.parameters()).dtype
         with torch.inference_mode():

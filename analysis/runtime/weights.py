@@ -93,7 +93,8 @@ def norm_gain_and_bias(norm: torch.nn.Module | None, width: int) -> tuple[torch.
     return scaled / probes[rows, index], ((plus + minus) / 2)[rows, index]
 
 
-def _child(module: torch.nn.Module, names: tuple[str, ...]) -> torch.nn.Module | None:
+def child_module(module: torch.nn.Module, names: tuple[str, ...]) -> torch.nn.Module | None:
+    """The first attribute of ``module`` with one of these names that is a module, or None."""
     return next((getattr(module, name) for name in names if isinstance(getattr(module, name, None),
                                                                         torch.nn.Module)), None)
 
@@ -149,11 +150,11 @@ def read_head_weights(handle: ModelHandle) -> HeadWeights:
     for index, layer in enumerate(parts.layers):
         attention = _attention_module(layer, parts.layer_of)
         (wq, bq), (wk, bk), (wv, bv) = _projections(attention, H, KV, hd)
-        gain, shift = norm_gain_and_bias(_child(layer, _INPUT_NORM_NAMES), d)
+        gain, shift = norm_gain_and_bias(child_module(layer, _INPUT_NORM_NAMES), d)
         wq, wk, wv = (w.view(-1, hd, d) * gain for w in (wq, wk, wv))
         bq, bk, bv = (b.view(-1, hd) + w @ shift for b, w in ((bq, wq), (bk, wk), (bv, wv)))
         for name, norms, (w, b) in (("query", _Q_NORM_NAMES, (wq, bq)), ("key", _K_NORM_NAMES, (wk, bk))):
-            head_norm = _child(attention, norms)
+            head_norm = child_module(attention, norms)
             if head_norm is not None:
                 head_gain, _ = norm_gain_and_bias(head_norm, hd)
                 w.mul_(head_gain[:, None])
