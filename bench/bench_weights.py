@@ -24,6 +24,7 @@ def _scores(handle) -> None:
 def main() -> None:
     """Print the time of each step, and as a multiple of one trace."""
     rows = []
+    print(f"Machine: {machine()}\n", flush=True)
     for name in ("smollm2-135m", "gemma3-270m"):
         handle = load_model(name)
         trace = best_of(lambda: run_trace(handle, IOI_PROMPT), repeats=3)
@@ -32,9 +33,9 @@ def main() -> None:
                  ("copying + MAPS + successor, all heads", lambda: _scores(handle))]
         steps += [(f"{kind}-composition, all pairs", lambda kind=kind: composition_table(weights, kind)) for kind in KINDS]
         for label, step in steps:
-            seconds = best_of(step, repeats=2)
+            seconds = best_of(step, repeats=1)
             rows.append([name, label, f"{seconds:.2f} s", f"{seconds / trace:.0f}×"])
-    print(f"Machine: {machine()}\n")
+            print(rows[-1], flush=True)
     print(table(["model", "step", "time", "/ one IOI trace"], rows))
 
 

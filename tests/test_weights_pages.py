@@ -34,3 +34,11 @@ def test_composition_view_lists_partners_grid_and_top_pairs(smollm2):
     top = app.dataframe[3].value
     assert len(top) == 10 and top["score"].is_monotonic_decreasing
     assert (top["score"] > top["baseline"]).all()
+
+
+def test_encoder_head_page_has_composition_but_no_vocabulary_circuits(minilm):
+    app = run_app(HEAD_PAGE, model="minilm-l6", text="The cat sat on the mat.", layer="3", head="2")
+    assert not app.exception and not messages(app)
+    assert "No unembedding" in " ".join(caption.value for caption in app.caption)
+    assert not [header for header in app.subheader if "OV" in header.value]
+    assert any("×" in button.label for button in app.button)  # composition partners still listed
