@@ -1,7 +1,7 @@
 """The head page and the composition view in real Streamlit (AppTest) on SmolLM2."""
 from __future__ import annotations
 
-from tests.test_app_foundation import messages, run_app
+from tests.app_support import messages, run_app
 
 HEAD_PAGE = "pages/head.py"
 COMPOSITION = "pages/composition.py"

@@ -18,8 +18,7 @@ Norms are folded as the circuits literature does: each norm's gain (and LayerNor
 goes into the matrix that reads from it — the layer's input norm into W_Q, W_K, W_V; the final norm into the
 unembedding; a norm on the attention's output (Gemma 2/3, OLMo 2) into W_O; a per-head query/key norm (Qwen3,
 Gemma 3, OLMo 2) into W_Q/W_K — and each norm's 1/RMS scale is left out. A gain is read by running the norm
-module itself on two probe vectors x and −x of mean 0: (norm(x) − norm(−x)) / 2 is x·gain / rms(x) for an
-RMSNorm and a LayerNorm alike, so no norm code is copied. Rotary position embeddings are left out (W_QK is the
+module itself on probe vectors (``analysis.runtime.norms.freeze_norm``), so no norm code is copied. Rotary position embeddings are left out (W_QK is the
 map at relative position 0). Families whose attention does not go through transformers' attention interface,
 or whose projections are named otherwise, have no ``HeadWeights`` (``WeightsUnavailable`` says why).
 """
@@ -31,6 +30,7 @@ import torch
 from transformers.pytorch_utils import Conv1D
 
 from analysis.runtime.handle import ModelHandle
+from analysis.runtime.norms import freeze_norm
 
 _INPUT_NORM_NAMES = ("input_layernorm", "ln_1", "attention_norm", "ln_attn")
 _Q_NORM_NAMES = ("q_norm", "query_layernorm")
@@ -69,28 +69,10 @@ class HeadWeights:
 
 
 def norm_gain_and_bias(norm: torch.nn.Module | None, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gain and bias [width] a norm applies after normalising, read by running the module itself.
-
-    With x of mean 0, norm(x) = x / rms(x) · gain + bias for RMSNorm and LayerNorm; x and −x give both.
-    ``None`` (no norm) is gain 1, bias 0.
-    """
-    if norm is None:
-        return torch.ones(width), torch.zeros(width)
-    parameter = next(norm.parameters(), None)
-    dtype = parameter.dtype if parameter is not None else torch.float32
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    signs = torch.tensor([1.0, -1.0]).repeat((width + 1) // 2)[:width]
-    if width % 2:
-        signs[-1] = 0.0  # keep the mean at 0
-    probes = torch.stack([signs, signs.roll(1)])  # every index is nonzero in one of the two
-    with torch.inference_mode():
-        plus = norm(probes.to(device, dtype)).float().cpu()
-        minus = norm((-probes).to(device, dtype)).float().cpu()
-    rms = probes.pow(2).mean(dim=-1, keepdim=True).sqrt()
-    rows = (probes[0] == 0).long()  # per index: the probe whose entry is nonzero
-    index = torch.arange(width)
-    scaled = ((plus - minus) / 2 * rms)[rows, index]  # x · gain
-    return scaled / probes[rows, index], ((plus + minus) / 2)[rows, index]
+    """The gain and bias [width] a norm applies after normalising, read off the module itself (``freeze_norm``);
+    ``None`` (no norm) is gain 1, bias 0."""
+    frozen = freeze_norm(norm, torch.zeros(1, width))
+    return frozen.gain.cpu(), frozen.bias.cpu()
 
 
 def child_module(module: torch.nn.Module, names: tuple[str, ...]) -> torch.nn.Module | None:
