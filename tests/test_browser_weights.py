@@ -13,7 +13,7 @@ pytestmark = pytest.mark.browser
 def test_census_map_to_head_page_to_a_composition_partner(app_url, browser, artifacts_dir):
     page = browser.new_page(viewport={"width": 1400, "height": 1100})
     page.goto(app_url + "/census?census_score=copying")
-    page.locator(".js-plotly-plot").first.wait_for(timeout=180_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=400_000)  # first census: the weights are read too
     wait_for_app(page)
     click_head_in_grid(page, layer=18, head=6, opens="head")
     page.get_by_role("heading", name="Head L18H6").wait_for(timeout=180_000)
