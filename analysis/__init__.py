@@ -21,12 +21,15 @@ _EXPORTS = {
     "attribution_patching": "analysis.methods.patching",
     "edge_attribution": "analysis.methods.edge_attribution",
     "evaluate_circuit": "analysis.methods.faithfulness",
+    "composition_scores": "analysis.methods.weight_scores",
     "head_patching": "analysis.methods.patching",
     "head_position_patching": "analysis.methods.patching",
     "load_model": "analysis.runtime.loading",
+    "ov_top_pairs": "analysis.methods.weight_scores",
     "parse_heads": "analysis.heads",
     "residual_patching": "analysis.methods.patching",
     "run_trace": "analysis.runtime.trace",
+    "weight_scores": "analysis.methods.weight_scores",
 }
 __all__ = sorted(_EXPORTS)
 

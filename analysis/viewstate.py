@@ -109,6 +109,11 @@ FIELDS: dict[str, StateField] = _fields(
     StateField("circuit_edges", "int", 100, 1, 20_000, help="circuits: edges in the circuit (before pruning)"),
     StateField("circuit_select", "str", "top_n", choices=tuple(PAGE_SELECTIONS),
                help="circuits: top n edges by |score|, or greedy from the logits up"),
+    # what a head computes, read from its weights
+    StateField("comp_kind", "str", "K", choices=("Q", "K", "V"), help="composition: Q-, K- or V-composition shown"),
+    StateField("comp_top", "int", 20, 5, 200, help="composition: strongest pairs of the model shown"),
+    StateField("ov_token", "str", "", max_chars=100, help="head page: token whose OV write is shown"),
+    StateField("qk_token", "str", "", max_chars=100, help="head page: query token whose QK keys are shown"),
     # datasets and background jobs
     StateField("job", "str", "", max_chars=16, help="a background job whose result is shown (its id)"),
     StateField("ds_source", "str", "ioi", choices=(*GENERATORS, "upload"), help="datasets: where the rows come from"),

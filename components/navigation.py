@@ -13,6 +13,8 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("pages/head_view.py", "Head view", ":material/blur_on:", "head"),
     ("pages/token_view.py", "Token view", ":material/timeline:", "token"),
     ("pages/census.py", "Head census", ":material/category:", "census"),
+    ("pages/head.py", "Head page", ":material/badge:", "head_page"),
+    ("pages/composition.py", "Composition", ":material/device_hub:", "composition"),
     ("pages/importance.py", "Head importance", ":material/leaderboard:", "importance"),
     ("pages/ablation_lab.py", "Ablation lab", ":material/science:", "lab"),
     ("pages/patching.py", "Activation patching", ":material/swap_horiz:", "patching"),

@@ -73,7 +73,7 @@ picked = head_grid(add_head_click_layer(figure, info.n_layers, info.n_heads, hea
                                         marker_size=14), key="census_grid")
 if picked is not None:
     update_state(layer=picked[0], head=picked[1])
-    st.switch_page(page_file("head"))
+    st.switch_page(page_file("head_page"))
 about = "" if score == "label" else f"Colour: {SCORE_NAMES[score]} — {SCORE_HELP[score]}. "
 undefined = score != "label" and census[score].isna().any()
 st.caption(about + ("Uncoloured cells: the score is not defined for that head on this input (the your-text scores need "

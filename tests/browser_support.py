@@ -124,8 +124,9 @@ def selected_option(page, label: str) -> str:
     return page.get_by_role("combobox", name=label, exact=True).input_value()
 
 
-def click_head_in_grid(page, layer: int, head: int, figure_index: int = 0, attempts: int = 3) -> None:
-    """Click a head's cell in a layer × head grid, then check the head view opened on that head.
+def click_head_in_grid(page, layer: int, head: int, figure_index: int = 0, attempts: int = 3,
+                       opens: str = "head_view") -> None:
+    """Click a head's cell in a layer × head grid, then check the page ``opens`` (by URL path) opened.
 
     A click that lands while the page is still re-running is lost, so it is retried a few times.
     """
@@ -136,7 +137,7 @@ def click_head_in_grid(page, layer: int, head: int, figure_index: int = 0, attem
         x, y = plot_point(page, head, layer, index=figure_index)
         page.mouse.click(x, y)
         try:
-            page.wait_for_url("**/head_view?**", timeout=20_000)
+            page.wait_for_url(f"**/{opens}?**", timeout=20_000)
             break
         except PlaywrightTimeout:
             if attempt == attempts - 1:

@@ -59,7 +59,7 @@ def test_deep_link_to_census_then_click_a_head(browser, artifacts_dir):
         wait_for_app(page)
         assert page.get_by_role("link", name="Head census").count() == 1  # the app's own menu
         page.screenshot(path=str(artifacts_dir / "census.png"), full_page=True)
-        click_head_in_grid(page, layer=18, head=6)
+        click_head_in_grid(page, layer=18, head=6, opens="head")
         page.screenshot(path=str(artifacts_dir / "census-click-head.png"), full_page=True)
 
 

@@ -71,7 +71,8 @@ def test_labels_follow_the_thresholds():
     row = {"head": "L0H0", "layer": 0, "head_index": 0, "induction": 0.4, "duplicate_token": 0.0,
            "induction_text": np.nan, "duplicate_text": np.nan, "previous_token": 0.0, "self": 0.0,
            "first_token": 0.95, "mean_distance": 3.0, "local_mass": 0.1, "entropy": 0.1, "cls_mass": np.nan,
-           "sep_mass": np.nan, "punct_mass": 0.0, "output_norm": 0.2}
+           "sep_mass": np.nan, "punct_mass": 0.0, "output_norm": 0.2, "copying": np.nan, "maps_copying": np.nan,
+           "successor": np.nan}
     frame = pd.DataFrame([row])
     assert label_heads(frame, LabelThresholds())["label"][0] == "induction"
     assert label_heads(frame, LabelThresholds(induction=0.5))["label"][0] == "dormant"

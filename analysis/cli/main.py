@@ -16,6 +16,7 @@ from analysis.cli.jobs import add_jobs_arguments, add_sweep_arguments, jobs_comm
 from analysis.cli.patch import add_patch_arguments, patch_command
 from analysis.runtime.loading import load_model
 from analysis.runtime.models import DEFAULT_MODEL, ModelLoadError
+from analysis.cli.weights import add_composition_arguments, add_head_arguments, composition_command, head_command
 from analysis.cli.share import add_database_argument, add_share_arguments, notes_command, share_command
 from analysis.runtime.trace import TextError, run_trace
 
@@ -48,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
          lambda p: (p.add_argument("text"), p.add_argument("--max-tokens", type=int, default=256))),
         ("census", "score and label every head (induction, previous-token, sink, ...)", census_command,
          add_census_arguments),
+        ("head", "one head's profile: census label and scores, OV token pairs, composition partners", head_command,
+         add_head_arguments),
+        ("composition", "Q/K/V composition scores between heads, from the weights, with a random baseline",
+         composition_command, add_composition_arguments),
         ("share", "show the view stored under a short-link id", share_command, add_share_arguments),
         ("notes", "list the team notes on a model's heads (CSV)", notes_command, add_database_argument),
         ("importance", "rank every head by exact ablation and by gradient", importance_command,

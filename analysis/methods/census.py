@@ -6,7 +6,10 @@ text repeats tokens — induction scores) and the standard induction probe of Ol
 ``analysis.methods.head_scores``. Labels follow from the scores and ``LabelThresholds``; ``label_heads``
 relabels without recomputing. A "dormant" head (Guo et al. 2024, "Active-dormant attention heads")
 parks nearly all attention on the first token and writes almost nothing: its output norm, relative
-to the model's median head, is small.
+to the model's median head, is small. Three prompt-free columns come from the weights alone and are computed
+once per model (``analysis.methods.weight_scores``): the OV circuit's copying score (Elhage et al. 2021),
+MAPS-style copying (Elhelo & Geva 2024) and the successor score (Gould et al. 2023); they label "copying",
+"copy-suppression" (McDougall et al. 2023) and "successor" heads.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import torch
 
 from analysis.runtime.forward import run_patterns, run_with_cache
 from analysis.runtime.handle import ModelHandle
+from analysis.methods.weight_scores import WEIGHT_SCORE_HELP, weight_scores
 from analysis.methods.head_scores import (class_mass, duplicate_token_score, first_token_score, induction_score,
                                   local_mass, mean_distance, normalised_entropy, offset_score)
 from analysis.heads import heads_frame
@@ -45,6 +49,7 @@ SCORE_HELP: dict[str, str] = {
     "sep_mass": "mass on [SEP] (encoders, Clark et al. 2019)",
     "punct_mass": "mass on punctuation tokens (Clark et al. 2019)",
     "output_norm": "mean norm of the head's write to the residual stream / the median head of its layer",
+    **WEIGHT_SCORE_HELP,
 }
 SCORE_COLUMNS = tuple(SCORE_HELP)
 
@@ -63,6 +68,9 @@ class LabelThresholds:
     positional: float = 0.75
     broad: float = 0.75
     self: float = 0.5
+    successor: float = 0.5
+    copy_suppression: float = 0.9  # copying score ≤ −this
+    copying: float = 0.9
 
 
 THRESHOLD_HELP: dict[str, str] = {
@@ -78,11 +86,16 @@ THRESHOLD_HELP: dict[str, str] = {
     "positional": "Label a head positional if its mass within the local window is at least this.",
     "broad": "Label a head broad if its normalised row entropy is at least this (1 = uniform).",
     "self": "Label a head self if its mass on the token itself is at least this.",
+    "successor": "Label a head successor if, read from its weights, at least this fraction of ordinal tokens "
+                 "(numbers, days, months, letters) have their successor ranked first (Gould et al. 2023).",
+    "copy_suppression": "Label a head copy-suppression if its OV copying score (eigenvalues, Elhage et al. 2021) is at "
+                        "most minus this (McDougall et al. 2023).",
+    "copying": "Label a head copying if its OV copying score (eigenvalues, Elhage et al. 2021) is at least this.",
 }
 
 
-LABELS = ("induction", "duplicate-token", "previous-token", "dormant", "[SEP]", "[CLS]", "punctuation",
-          "sink", "positional", "self", "broad", "")
+LABELS = ("induction", "duplicate-token", "previous-token", "dormant", "successor", "[SEP]", "[CLS]", "punctuation",
+          "sink", "copy-suppression", "copying", "positional", "self", "broad", "")
 
 
 def _probe_ids(handle: ModelHandle, length: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -190,6 +203,8 @@ def head_census(handle: ModelHandle, text: str | None = None, *, probe_length: i
         text_part, norms = _run(handle, torch.from_numpy(token_ids)[None], text_layer_scores)
         scores.update(text_part)
     scores["output_norm"] = norms
+    weights = weight_scores(handle)
+    scores.update({name: weights[name].to_numpy() for name in WEIGHT_SCORE_HELP})
     frame = heads_frame(info.n_layers, info.n_heads, **{name: scores[name] for name in SCORE_COLUMNS})
     return label_heads(frame, thresholds or LabelThresholds())
 
@@ -212,8 +227,11 @@ def _label(row: pd.Series, t: LabelThresholds) -> str:
     rules = [(above("induction", t.induction), "induction"),
              (above("duplicate_token", t.duplicate_token), "duplicate-token"),
              (above("previous_token", t.previous_token), "previous-token"), (dormant, "dormant"),
+             (above("successor", t.successor), "successor"),
              (above("sep_mass", t.special_token), "[SEP]"), (above("cls_mass", t.special_token), "[CLS]"),
              (above("punct_mass", t.special_token), "punctuation"), (above("first_token", t.sink), "sink"),
+             (bool(np.isfinite(row["copying"]) and row["copying"] <= -t.copy_suppression), "copy-suppression"),
+             (above("copying", t.copying), "copying"),
              (above("local_mass", t.positional), "positional"), (above("self", t.self), "self"),
              (above("entropy", t.broad), "broad")]
     return next((label for matched, label in rules if matched), "")
@@ -238,7 +256,7 @@ def census_summary(frame: pd.DataFrame, model_name: str) -> str:
         chosen = frame[frame["label"] == label]
         if chosen.empty:
             continue
-        named = ", ".join(chosen.sort_values(_sort_column(label), ascending=False)["head"].head(6))
+        named = ", ".join(chosen.sort_values(_sort_column(label), ascending=label == "copy-suppression")["head"].head(6))
         more = ", …" if len(chosen) > 6 else ""
         parts.append(f"{len(chosen)} {label} head{'s' if len(chosen) > 1 else ''} ({named}{more})")
     sentence = f"{model_name}: " + ("; ".join(parts) if parts else "no head passes the thresholds") + "."
@@ -254,7 +272,8 @@ def census_summary(frame: pd.DataFrame, model_name: str) -> str:
 def _sort_column(label: str) -> str:
     return {"induction": "induction", "duplicate-token": "duplicate_token", "previous-token": "previous_token",
             "[SEP]": "sep_mass", "[CLS]": "cls_mass", "punctuation": "punct_mass", "positional": "local_mass",
-            "self": "self", "broad": "entropy"}.get(label, "first_token")
+            "self": "self", "broad": "entropy", "successor": "successor", "copying": "copying",
+            "copy-suppression": "copying"}.get(label, "first_token")
 
 
 def thresholds_dict(thresholds: LabelThresholds) -> dict[str, float]:

@@ -13,10 +13,12 @@ from components.figures.grids import grid_layout, importance_grid
 
 SHORT_LABELS = {"induction": "ind", "duplicate-token": "dup", "previous-token": "prev", "dormant": "dorm",
                 "[SEP]": "SEP", "[CLS]": "CLS", "punctuation": "punc", "sink": "sink", "positional": "pos",
-                "self": "self", "broad": "broad", "": ""}
+                "self": "self", "broad": "broad", "successor": "succ", "copy-suppression": "supp", "copying": "copy",
+                "": ""}
 LABEL_COLORS = {"induction": "#d6336c", "duplicate-token": "#f08c00", "previous-token": "#2f9e44",
                 "dormant": "#495057", "[SEP]": "#1971c2", "[CLS]": "#4dabf7", "punctuation": "#ae3ec9",
-                "sink": "#ced4da", "positional": "#94d82d", "self": "#ffd43b", "broad": "#66d9e8", "": "#ffffff"}
+                "sink": "#ced4da", "positional": "#94d82d", "self": "#ffd43b", "broad": "#66d9e8",
+                "successor": "#7048e8", "copy-suppression": "#c92a2a", "copying": "#0ca678", "": "#ffffff"}
 
 
 SCORE_NAMES = {"induction": "induction (probe)", "duplicate_token": "duplicate-token (probe)",
@@ -24,8 +26,10 @@ SCORE_NAMES = {"induction": "induction (probe)", "duplicate_token": "duplicate-t
                "previous_token": "previous-token", "self": "self", "first_token": "first-token mass (sink)",
                "mean_distance": "mean attention distance", "local_mass": "local mass", "entropy": "entropy (broad)",
                "cls_mass": "[CLS] mass", "sep_mass": "[SEP] mass", "punct_mass": "punctuation mass",
-               "output_norm": "output norm", "label": "label (categorical map)"}
+               "output_norm": "output norm", "copying": "copying (weights)", "maps_copying": "MAPS copying (weights)",
+               "successor": "successor (weights)", "label": "label (categorical map)"}
 ENCODER_SCORES = ("cls_mass", "sep_mass")  # mass on special tokens only encoders have
+SIGNED_SCORES = ("copying",)  # −1 (suppresses) … +1 (copies): a diverging scale
 
 
 def score_views(causal: bool) -> list[str]:
@@ -50,7 +54,8 @@ def head_hover_text(frame: pd.DataFrame) -> list[str]:
 
 def score_grid(frame: pd.DataFrame, score: str, title: str) -> go.Figure:
     """The score as colour, each head's short label as text; heads without the score stay blank."""
-    figure = importance_grid(frame, score, title, signed=False, colorbar_title=SCORE_NAMES[score].split(" (")[0])
+    figure = importance_grid(frame, score, title, signed=score in SIGNED_SCORES,
+                             colorbar_title=SCORE_NAMES[score].split(" (")[0])
     n_layers, n_heads = _shape(frame)
     labels = np.array([SHORT_LABELS.get(label, label) for label in frame["label"]]).reshape(n_layers, n_heads)
     figure.update_traces(text=labels, texttemplate="%{text}", textfont={"size": 9}, selector={"type": "heatmap"})
