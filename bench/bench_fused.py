@@ -1,100 +1,91 @@
-"""Fused attention where no pattern is needed: the same work on this engine and on the engine before it.
+"""Fused attention where no pattern is needed, against the eager path every call took before, in one process.
 
-On SmolLM2-135M: the trace (one forward keeping the residual stream and every head's pooled thumbnail) at
-256 / 1,024 / 4,096 tokens, a clean run keeping the stream at 1,024 tokens, one lab update (one head removed,
-64-token text) and the exact head-patching grid of the IOI pair. The previous engine (every call eager, the
-trace pooling each layer's full pattern) runs from an export of its commit in a subprocess, alternating with
-this engine, task by task, so both see the same load. Run: ``python -m bench.bench_fused``.
+On SmolLM2-135M, interleaved round by round so both paths see the same load:
+
+- the trace's work per layer at 256 / 1,024 / 4,096 tokens: the last ``LAYERS`` layers run from the kept stream,
+  keeping each layer's input and every head's 64 × 64 thumbnail. Before: eager attention, each layer's full
+  [heads, T, T] pattern pooled (``on_pattern``, which still forces eager). Now: the fused kernel, the
+  thumbnails read through it (``pooling.key_bin_readout``). A trace is ``n_layers`` of these plus the
+  embedding and the per-token loss, which are the same in both;
+- a clean run keeping the stream (no pattern) at 1,024 tokens, eager vs fused: the forward of the lab, importance
+  and patching. The eager side forces the weights with a no-op ``on_pattern``.
+
+Run: ``python -m bench.bench_fused`` (a few minutes on a quiet 2-core CPU).
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import tarfile
-import tempfile
 import time
-from pathlib import Path
 
+import torch
+
+from analysis.datasets.probes import repeated_random_text
+from analysis.runtime.forward import run_with_cache
+from analysis.runtime.loading import load_model
+from analysis.runtime.pooling import key_bin_readout, thumbnails, thumbnails_from_readout
+from analysis.runtime.trace import THUMBNAIL_CELLS, encode_text
 from bench.common import machine, table
 
-ROOT = Path(__file__).resolve().parent.parent
-PREVIOUS_COMMIT = "a13ae3e"  # the last engine that ran every call with eager attention
-TRACE_LENGTHS = (256, 1024, 4096)
-
-TASKS = """
-import json, sys, time
-import torch
-from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT, repeated_random_text
-from analysis.methods.ablation import ablate, clean_run
-from analysis.methods.patching import PatchingMetric, head_patching
-from analysis.runtime.interventions import HeadIntervention
-from analysis.runtime.loading import load_model
-from analysis.runtime.trace import encode_text, run_trace
-
-handle = load_model("smollm2-135m")
-torch.set_num_threads(int(sys.argv[2]))
-
-def text(n):
-    return repeated_random_text(handle.tokenizer, n // 2 + 8, seed=n)
-
-def task(name):
-    if name.startswith("trace"):
-        n = int(name[5:])
-        return lambda: run_trace(handle, text(n), max_tokens=n)
-    if name == "clean1024":
-        ids = encode_text(handle, text(1024), 1024)[0]
-        return lambda: clean_run(handle, ids)
-    if name == "lab64":
-        ids = encode_text(handle, text(64), 64)[0]
-        clean = clean_run(handle, ids)
-        return lambda: ablate(handle, ids, [HeadIntervention(15, 1)], clean=clean)
-    clean, corrupted = (encode_text(handle, t)[0] for t in (IOI_PROMPT, CORRUPTED_IOI_PROMPT))
-    return lambda: head_patching(handle, clean, corrupted, PatchingMetric("logit_diff"))
-
-name = sys.argv[1]
-work = task(name)
-if not name.startswith("trace4096"):
-    work()  # warm-up
-start = time.perf_counter()
-work()
-print(json.dumps({"seconds": time.perf_counter() - start}))
-"""
-
-NAMES = {**{f"trace{n}": f"trace, {n:,} tokens" for n in TRACE_LENGTHS}, "clean1024": "clean run, 1,024 tokens",
-         "lab64": "lab update (64 tokens)", "patching": "head patching grid (IOI pair)"}
+LENGTHS = (256, 1024, 4096)
+LAYERS = 2  # layers of the trace timed per length (each layer is the same work)
+ROUNDS = 2
 
 
-def export(commit: str) -> Path:
-    """The project's files at ``commit`` in a temporary folder (``git archive``; the repository is not touched)."""
-    folder = Path(tempfile.mkdtemp(prefix="atlas-previous-"))
-    archive = folder / "tree.tar"
-    subprocess.run(["git", "-C", str(ROOT), "archive", "--output", str(archive), commit], check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(folder / "tree", filter="data")
-    return folder / "tree"
+def _seconds(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
 
 
-def timed(tree: Path, name: str, threads: int) -> float:
-    """Seconds of one run of task ``name`` on the engine in ``tree`` (a fresh process: same start for both)."""
-    output = subprocess.run([sys.executable, "-c", TASKS, name, str(threads)], cwd=tree,
-                            env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True, text=True, check=True)
-    return json.loads(output.stdout.strip().splitlines()[-1])["seconds"]
+def trace_layers(handle, ids: torch.Tensor, fused: bool) -> None:
+    """The trace's per-layer work on the last ``LAYERS`` layers, on either path."""
+    n_tokens, last = ids.shape[1], handle.info.n_layers
+    cells = min(n_tokens, THUMBNAIL_CELLS)
+    stream = _stream(handle, ids, last - LAYERS)
+    keep = lambda site, layer: site == "resid_pre"  # noqa: E731
+    if fused:
+        run_with_cache(handle, ids, sites=keep, start_layer=last - LAYERS, start_residual=stream, last_logits=1,
+                       key_readout=key_bin_readout(n_tokens, cells),
+                       on_key_readout=lambda _layer, read: thumbnails_from_readout(read[0].transpose(0, 1), cells))
+    else:
+        run_with_cache(handle, ids, sites=keep, start_layer=last - LAYERS, start_residual=stream, last_logits=1,
+                       on_pattern=lambda _layer, weights: thumbnails(weights[0], cells))
+
+
+_STREAMS: dict = {}
+
+
+def _stream(handle, ids: torch.Tensor, layer: int) -> torch.Tensor:
+    key = (ids.shape[1], layer)
+    if key not in _STREAMS:
+        _STREAMS[key] = run_with_cache(handle, ids, sites=lambda site, at: (site, at) == ("resid_pre", layer),
+                                       last_logits=1)["resid_pre", layer]
+    return _STREAMS[key]
+
+
+def clean_run(handle, ids: torch.Tensor, fused: bool) -> None:
+    """A forward keeping every layer's input: fused, or eager (weights asked for and dropped)."""
+    run_with_cache(handle, ids, sites=("resid_pre",), on_pattern=None if fused else (lambda _layer, _weights: None))
 
 
 def main() -> None:
-    previous = export(PREVIOUS_COMMIT)
-    threads = os.cpu_count() or 1
-    rows = []
-    for name in NAMES:
-        before = timed(previous, name, threads)
-        now = timed(ROOT, name, threads)
-        rows.append([NAMES[name], f"{before:.2f} s", f"{now:.2f} s", f"{before / now:.1f}×"])
-        print(rows[-1], flush=True)
-    print(f"\n{machine()}; {time.strftime('%Y-%m-%d')}\n")
-    print(table(["task (SmolLM2-135M)", f"previous engine ({PREVIOUS_COMMIT})", "fused where no pattern",
-                 "speed-up"], rows))
+    handle = load_model("smollm2-135m")
+    texts = {n: encode_text(handle, repeated_random_text(handle.tokenizer, n // 2 + 8, seed=n), n)[0] for n in LENGTHS}
+    tasks = {f"trace, {n:,} tokens: {LAYERS} of {handle.info.n_layers} layers": (trace_layers, texts[n])
+             for n in LENGTHS}
+    tasks["clean run keeping the stream, 1,024 tokens"] = (clean_run, texts[1024])
+    best: dict[str, dict[bool, float]] = {name: {} for name in tasks}
+    for name, (work, ids) in tasks.items():
+        work(handle, ids, True)  # warm-up (and the kept stream)
+    for _ in range(ROUNDS):
+        for name, (work, ids) in tasks.items():
+            for fused in (False, True):
+                seconds = _seconds(lambda: work(handle, ids, fused))
+                best[name][fused] = min(best[name].get(fused, float("inf")), seconds)
+            print(name, best[name], flush=True)
+    rows = [[name, f"{times[False]:.2f} s", f"{times[True]:.2f} s", f"{times[False] / times[True]:.1f}×"]
+            for name, times in best.items()]
+    print(f"\n{machine()}; {time.strftime('%Y-%m-%d')}; best of {ROUNDS} interleaved rounds\n")
+    print(table(["task (SmolLM2-135M)", "eager (before)", "fused where no pattern (now)", "speed-up"], rows))
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ A trace keeps the token ids, the next-token predictions, the per-token loss, the
 every layer ([layers, tokens, d_model]) and a pooled thumbnail of every head's pattern. Full attention
 patterns are quadratic in the length (30 layers × 9 heads × 4,096² floats is 18 GB for SmolLM2), so they are
 never stored: ``pattern(layer, head)`` and ``layer_patterns(layer)`` recompute one layer's attention from
-the kept residual stream (one layer's attention, not a forward), exactly as the full run computed it. The
-thumbnails come without the patterns too: each layer's attention also reads a matrix of key-block averages
-as its values (``pooling.key_bin_readout``), so the whole run uses the fused attention kernel.
+the kept residual stream (one layer's attention, not a forward), exactly as the full run computed it. On long
+texts the thumbnails come without the patterns too: each layer's attention also reads a matrix of key-block
+averages as its values (``pooling.key_bin_readout``), so the whole run uses the fused attention kernel; on
+shorter ones, where the MLPs dominate, pooling each layer's eager pattern costs less than that second call.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ HARD_MAX_TOKENS = 4096
 VIEW_ONLY_MAX_TOKENS = 1024  # models whose patterns come only from a full forward keeping every layer
 THUMBNAIL_CELLS = 64  # pooled cells per side of each head's kept thumbnail
 LOSS_CHUNK = 512  # positions unembedded at once for the per-token loss
+READOUT_TOKENS = 2048  # from this length the thumbnails are read through the fused kernel (faster: BENCHMARKS.md)
 
 
 class TextError(ValueError):
@@ -179,9 +181,10 @@ def run_trace(handle: ModelHandle, text: str, max_tokens: int = DEFAULT_MAX_TOKE
     residuals, top_next, token_loss = None, [], None
     if parts.supports_interventions:
         last = parts.n_layers - 1
+        thumbnails_by = (dict(key_readout=key_bin_readout(n_tokens, cells), on_key_readout=keep_readout)
+                         if n_tokens >= READOUT_TOKENS else dict(on_pattern=keep_thumbnail))
         result = run_with_cache(handle, ids, sites=lambda site, layer: site == "resid_pre" or (
-            site, layer) == ("resid_post", last), key_readout=key_bin_readout(n_tokens, cells),
-            on_key_readout=keep_readout, last_logits=1 if parts.causal else None)
+            site, layer) == ("resid_post", last), last_logits=1 if parts.causal else None, **thumbnails_by)
         if parts.supports_restart:
             residuals = result.stack("resid_pre")[:, 0].float().cpu()
         if parts.causal:
