@@ -42,3 +42,12 @@ def model_output(handle: ModelHandle, ids: torch.Tensor) -> torch.Tensor:
 def stacked_patterns(trace) -> np.ndarray:
     """Every layer's patterns of a short trace at once, [layers, heads, query, key] (tests only: quadratic)."""
     return np.stack([trace.layer_patterns(layer) for layer in range(trace.n_layers)])
+
+
+def hooked_output(handle: ModelHandle, ids: torch.Tensor, hooks: list) -> torch.Tensor:
+    """``model_output`` while the just-registered ``hooks`` (torch hook handles) act; removes them afterwards."""
+    try:
+        return model_output(handle, ids)
+    finally:
+        for hook in hooks:
+            hook.remove()

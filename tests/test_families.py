@@ -9,6 +9,8 @@ greedy generation with an ablated head must equal the uncached reference.
 from __future__ import annotations
 
 import copy
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,12 +20,12 @@ import torch
 from analysis.methods.ablation import greedy_generate, greedy_generate_uncached
 from analysis.methods.census import head_census
 from analysis.methods.logit_attribution import attribution_terms, decompose
-from analysis.runtime.forward import InterventionsUnsupported, run_model
+from analysis.runtime.forward import InterventionsUnsupported, head_input_grads, run_model, run_with_cache
 from analysis.runtime.handle import ModelHandle
-from analysis.runtime.interventions import HeadIntervention, compile_edits
+from analysis.runtime.interventions import HeadIntervention, SiteEdit, compile_edits
 from analysis.runtime.loading import make_handle
 from analysis.runtime.trace import run_trace
-from tests.oracles import head_replaced, model_output, stacked_patterns
+from tests.oracles import head_replaced, hooked_output, model_output, stacked_patterns
 from tests.family_models import FAMILIES, WINDOW, Family, build_family, tiny_view_only
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny random models: one thread is fastest
@@ -137,11 +139,7 @@ def _captured_inputs(handle: ModelHandle, ids: torch.Tensor, modules: dict[str, 
     seen: dict[str, torch.Tensor] = {}
     registered = [module.register_forward_pre_hook(lambda _m, args, key=key: seen.__setitem__(key, args[0].clone()))
                   for key, module in modules.items() if module is not None]
-    try:
-        model_output(handle, ids)
-    finally:
-        for hook in registered:
-            hook.remove()
+    hooked_output(handle, ids, registered)
     return seen
 
 
@@ -227,3 +225,199 @@ def test_attention_outside_the_interface_is_view_only():
     with torch.inference_mode():
         expected = reference(ids, output_attentions=True).attentions
     np.testing.assert_allclose(patterns, torch.stack([a[0] for a in expected]).numpy(), atol=1e-6)
+
+
+# --- named sites: each equals a plain hook on the model's own submodules ---------------------------------------
+
+STREAM_SITES = ("resid_pre", "attn_in", "attn_out", "resid_mid", "mlp_out", "resid_post")
+
+
+def _mlp_module(name: str, layer: torch.nn.Module) -> torch.nn.Module:
+    """The module whose output the layer adds to the stream as its MLP's write (oracle's own choice)."""
+    return layer.post_feedforward_layernorm if name.startswith("gemma") else layer.mlp
+
+
+def _hooked_streams(handle: ModelHandle, ids: torch.Tensor, name: str) -> dict[tuple[str, int], torch.Tensor]:
+    """Each layer's input, output and MLP output, and its attention module's input, from one plain forward."""
+    seen: dict[tuple[str, int], torch.Tensor] = {}
+
+    def keep(key, tensor):
+        seen[key] = (tensor[0] if isinstance(tensor, tuple) else tensor).detach().clone()
+
+    hooks = []
+    for index, layer in enumerate(handle.parts.layers):
+        hooks.append(layer.register_forward_pre_hook(
+            lambda _m, args, kwargs, i=index: keep(("resid_pre", i), args[0] if args else kwargs["hidden_states"]),
+            with_kwargs=True))
+        hooks.append(layer.register_forward_hook(lambda _m, _a, out, i=index: keep(("resid_post", i), out)))
+        if handle.info.causal:
+            hooks.append(_mlp_module(name, layer).register_forward_hook(
+                lambda _m, _a, out, i=index: keep(("mlp_out", i), out)))
+    hooked_output(handle, ids, hooks)
+    return seen
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_stream_sites_equal_hook_oracles(name):
+    case = prepared(name)
+    handle, ids = case.handle, case.ids
+    causal = handle.info.causal
+    assert handle.parts.supports_stream_writes is causal, handle.info.notes
+    sites = STREAM_SITES if causal else ("resid_pre", "attn_in", "resid_post")
+    cache = run_with_cache(handle, ids, sites=sites)
+    close(cache.logits, case.reference)
+    seen = _hooked_streams(handle, ids, name)
+    for layer in range(handle.info.n_layers):
+        close(cache["resid_pre", layer], seen["resid_pre", layer])
+        close(cache["attn_in", layer], seen["resid_pre", layer])
+        close(cache["resid_post", layer], seen["resid_post", layer])
+        if causal:
+            close(cache["mlp_out", layer], seen["mlp_out", layer])
+            # the attention's write is what the layer adds besides the MLP's
+            close(cache["attn_out", layer], seen["resid_post", layer] - seen["resid_pre", layer]
+                  - seen["mlp_out", layer])
+            close(cache["resid_mid", layer], seen["resid_post", layer] - seen["mlp_out", layer])
+    assert cache.layers("resid_pre") == list(range(handle.info.n_layers))
+    assert ("pattern", 0) not in cache
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+def test_zeroed_mlp_out_equals_a_hook_zeroing_the_mlp(name):
+    case = prepared(name)
+    handle, ids = case.handle, case.ids
+    d = handle.info.d_model
+    zero = lambda _m, _a, out: torch.zeros_like(out)  # noqa: E731
+    oracle = hooked_output(handle, ids, [_mlp_module(name, handle.parts.layers[0]).register_forward_hook(zero)])
+    edited = run_with_cache(handle, ids, edits=[SiteEdit("mlp_out", 0, torch.zeros(d))]).logits
+    assert (oracle - case.reference).abs().max() > 1e-3
+    close(edited, oracle)
+    clean = run_with_cache(handle, ids, sites=("resid_pre",))
+    restarted = run_with_cache(handle, ids, edits=[SiteEdit("mlp_out", 1, torch.zeros(d))], start_layer=1,
+                               start_residual=clean["resid_pre", 1]).logits
+    close(restarted, hooked_output(handle, ids, [_mlp_module(name, handle.parts.layers[1]).register_forward_hook(zero)]))
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+def test_patched_stream_at_a_position_equals_a_hook(name):
+    case = prepared(name)
+    handle, ids = case.handle, case.ids
+    value = torch.linspace(-1, 1, handle.info.d_model)
+
+    def patch(_module, args, kwargs):
+        hidden = (args[0] if args else kwargs["hidden_states"]).clone()
+        hidden[:, 3] = value
+        return ((hidden, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": hidden})
+
+    oracle = hooked_output(handle, ids, [handle.parts.layers[1].register_forward_pre_hook(patch, with_kwargs=True)])
+    edit = SiteEdit("resid_pre", 1, value[None, None], positions=(3,))
+    close(run_with_cache(handle, ids, edits=[edit]).logits, oracle)
+    assert (oracle - case.reference).abs().max() > 1e-3
+
+
+QKV_PROJECTED = [name for name in CAUSAL if name not in ("gpt2", "gpt_neox", "phi3")]  # separate q/k/v projections
+
+
+@pytest.mark.parametrize("name", QKV_PROJECTED)
+@pytest.mark.parametrize("kind, head", [("q", 2), ("k", 1), ("v", 0)])
+def test_replaced_head_input_equals_a_hook_on_its_projection(name, kind, head):
+    """A zero q/k/v for one head equals zeroing that head's slice of the projection's output (norms and rotary
+    map zero to zero)."""
+    case = prepared(name)
+    handle, ids, e = case.handle, case.ids, case.handle.info.head_dim
+    attention = next(m for m in handle.parts.layers[1].modules() if id(m) in handle.parts.layer_of)
+    projection = getattr(attention, f"{kind}_proj")
+
+    def zero(_module, _args, out):
+        out = out.clone()
+        out[..., head * e:(head + 1) * e] = 0.0
+        return out
+
+    oracle = hooked_output(handle, ids, [projection.register_forward_hook(zero)])
+    cache = run_with_cache(handle, ids, edits=[SiteEdit(kind, 1, torch.zeros(e), head=head)], sites=(kind,))
+    close(cache.logits, oracle)
+    assert float(cache[kind, 1][:, head].abs().max()) == 0.0
+    assert (oracle - case.reference).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+def test_component_writes_sum_to_the_final_stream(name):
+    case = prepared(name)
+    handle, info = case.handle, case.handle.info
+    cache = run_with_cache(handle, case.ids, sites=("resid_pre", "head_output", "mlp_out", "resid_post"))
+    names, writes = cache.component_writes()
+    assert names[:1 + info.n_heads] == ["input"] + [f"L0H{h}" for h in range(info.n_heads)]
+    assert names[-2:] == [f"L{info.n_layers - 1} attention bias", f"MLP{info.n_layers - 1}"]
+    assert writes.shape == (len(names), 1, case.ids.shape[1], info.d_model)
+    close(writes.sum(0), cache.final_stream)
+    # each layer's head writes and bias add up to its attention's write
+    attn = run_with_cache(handle, case.ids, sites=("attn_out",))
+    for layer in range(info.n_layers):
+        heads = cache.head_writes(layer).sum(2)
+        bias = writes[names.index(f"L{layer} attention bias")]
+        close(heads + bias, attn["attn_out", layer])
+
+
+@pytest.mark.parametrize("name", CAUSAL)
+def test_threads_with_different_site_edits_equal_serial(name):
+    case = prepared(name)
+    handle, ids, d = case.handle, case.ids, case.handle.info.d_model
+    edit_sets = [[SiteEdit("mlp_out", 0, torch.zeros(d))], [SiteEdit("resid_pre", 1, torch.ones(d), positions=(2,))],
+                 [SiteEdit("mlp_out", 1, torch.ones(d), mode="add")], None]
+    serial = [run_with_cache(handle, ids, edits=edits, sites=("mlp_out",)) for edits in edit_sets]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(lambda edits: run_with_cache(handle, ids, edits=edits, sites=("mlp_out",)),
+                                 edit_sets * 3))
+    for index, result in enumerate(threaded):
+        expected = serial[index % len(edit_sets)]
+        close(result.logits, expected.logits, atol=0)
+        close(result["mlp_out", 1], expected["mlp_out", 1], atol=0)
+    assert not torch.allclose(serial[0].logits, serial[3].logits)
+
+
+def _recomputed_query(handle: ModelHandle, layer: int, head: int, stream: torch.Tensor) -> torch.Tensor:
+    """Head ``head``'s query from ``stream`` by the layer's own norm, q_proj (and q-norm) and the modeling file's
+    ``apply_rotary_pos_emb``: [b, t, e]."""
+    block = handle.parts.layers[layer]
+    attention = block.self_attn
+    modeling = sys.modules[type(attention).__module__]
+    e = handle.info.head_dim
+    query = attention.q_proj(block.input_layernorm(stream)).view(*stream.shape[:2], -1, e).transpose(1, 2)
+    if hasattr(attention, "q_norm"):
+        query = attention.q_norm(query)
+    cos, sin = handle.model.model.rotary_emb(stream, torch.arange(stream.shape[1])[None])
+    query, _ = modeling.apply_rotary_pos_emb(query, query, cos, sin)
+    return query[:, head]
+
+
+@pytest.mark.parametrize("name", ["llama", "qwen3", "mistral"])
+def test_head_query_input_gradient_equals_oracles(name):
+    case = prepared(name)
+    handle, ids, info = case.handle, case.ids, case.handle.info
+    target = int(case.reference[0, -1].argmax())
+    cache = run_with_cache(handle, ids, sites=("resid_pre", "q"), grad=True)
+    torch.log_softmax(cache.logits[0, -1], -1)[target].backward()
+    grads = head_input_grads(cache, "q")
+    assert grads.shape == (info.n_layers, info.n_heads, 1, ids.shape[1], info.d_model)
+    layer, head = 1, 2
+    stream = cache["resid_pre", layer].detach()
+    with torch.no_grad():
+        close(_recomputed_query(handle, layer, head, stream), cache["q", layer][:, head])
+    # vector-Jacobian product through the oracle's own recomputation of the query
+    probe = stream.clone().requires_grad_()
+    with torch.enable_grad():
+        (oracle,) = torch.autograd.grad(_recomputed_query(handle, layer, head, probe), probe,
+                                        grad_outputs=cache.grad("q", layer)[:, head])
+    close(grads[layer, head], oracle, atol=1e-6, rtol=1e-4)
+    assert grads[layer, head].abs().max() > 1e-4
+    # finite difference: only this head's query sees the moved stream (a q edit), everything else is clean
+    direction = torch.randn(stream.shape, generator=torch.Generator().manual_seed(0))
+    epsilon = 1e-2
+
+    def metric(sign: float) -> float:
+        with torch.no_grad():
+            query = _recomputed_query(handle, layer, head, stream + sign * epsilon * direction)
+        logits = run_with_cache(handle, ids, edits=[SiteEdit("q", layer, query, head=head)]).logits
+        return float(torch.log_softmax(logits[0, -1].double(), -1)[target])
+
+    slope = (metric(1.0) - metric(-1.0)) / (2 * epsilon)
+    assert slope == pytest.approx(float((grads[layer, head] * direction).sum()), rel=2e-2, abs=1e-5)

@@ -9,7 +9,8 @@ from analysis.runtime.attention import CallRecord
 from analysis.runtime.forward import run_model
 from analysis.runtime.interventions import HeadIntervention, compile_edits
 from analysis.methods.logit_attribution import LogitAttributionUnsupported, attribution_terms, decompose, \
-    freeze_norm, head_attribution, head_logit_lens
+    head_attribution, head_logit_lens
+from analysis.runtime.norms import freeze_norm
 from analysis.methods.metrics import resolve_target
 from analysis.datasets.probes import IOI_PROMPT
 from analysis.runtime.trace import encode_text

@@ -28,6 +28,7 @@ from transformers.masking_utils import create_causal_mask, create_sliding_window
 from transformers.pytorch_utils import Conv1D
 
 from analysis.runtime.attention import CALL_KEYWORD, CallRecord
+from analysis.runtime.site_hooks import install_site_hooks, recording
 
 ENCODER_TYPES = frozenset({"bert", "roberta", "distilbert", "electra", "xlm-roberta", "camembert", "deberta",
                            "deberta-v2", "albert", "mpnet"})
@@ -63,6 +64,10 @@ class ModelParts:
     supports_interventions: bool
     supports_restart: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    attention_writers: tuple[torch.nn.Module, ...] | None = None  # per layer: the module whose output is attn_out
+    mlp_writers: tuple[torch.nn.Module, ...] | None = None  # per layer: the module whose output is mlp_out
+    parallel_residual: bool = False  # the MLP reads resid_pre, not resid_mid (GPT-NeoX)
+    supports_stream_writes: bool = False  # resid_post = resid_pre + attn_out + mlp_out, checked at load
 
     @property
     def n_layers(self) -> int:
@@ -121,10 +126,9 @@ class ModelParts:
         for index in range(start, len(self.layers)):
             if residuals is not None:
                 residuals.append(residual)
-            layer = functools.partial(self.layers[index], **inputs[index], **{CALL_KEYWORD: record})
-            output = (torch.utils.checkpoint.checkpoint(layer, residual, use_reentrant=False) if checkpoint
-                      else layer(residual))
-            residual = output[0] if isinstance(output, tuple) else output
+            layer = functools.partial(_run_layer, self.layers[index], record, inputs[index])
+            residual = (torch.utils.checkpoint.checkpoint(layer, residual, use_reentrant=False) if checkpoint
+                        else layer(residual))
         return residual
 
     def readout(self, final_residual: torch.Tensor) -> torch.Tensor:
@@ -136,6 +140,13 @@ class ModelParts:
         if self.logit_softcap:
             logits = torch.tanh(logits / self.logit_softcap) * self.logit_softcap
         return logits
+
+
+def _run_layer(layer: torch.nn.Module, record: CallRecord, keywords: dict, residual: torch.Tensor) -> torch.Tensor:
+    """One layer on ``residual`` for ``record`` (set again when a checkpointed layer is recomputed)."""
+    with recording(record):
+        output = layer(residual, **keywords, **{CALL_KEYWORD: record})
+    return output[0] if isinstance(output, tuple) else output
 
 
 def _layer_list(body: torch.nn.Module, n_layers: int) -> tuple[torch.nn.Module, ...] | None:
@@ -169,6 +180,13 @@ def _attention_output_norm(layer: torch.nn.Module) -> torch.nn.Module | None:
     return None
 
 
+def _mlp_writer(layer: torch.nn.Module) -> torch.nn.Module | None:
+    """The module whose output a layer adds to the stream as its MLP's write: a post-feed-forward norm
+    (Gemma 2/3, OLMo 2) or the MLP itself."""
+    writer = getattr(layer, "post_feedforward_layernorm", None) or getattr(layer, "mlp", None)
+    return writer if isinstance(writer, torch.nn.Module) else None
+
+
 def _final_norm(body: torch.nn.Module) -> torch.nn.Module | None:
     return next((getattr(body, name) for name in _FINAL_NORM_NAMES if isinstance(getattr(body, name, None),
                                                                                  torch.nn.Module)), None)
@@ -195,20 +213,50 @@ def find_parts(model: torch.nn.Module, causal: bool, n_heads: int, head_dim: int
         notes.append(f"{type(model).__name__} does not route its attention through transformers' attention "
                      "interface, so its heads cannot be edited: the pattern views work, interventions do not.")
     projections = tuple(_output_projection(layer, n_heads * head_dim) for layer in layers)
+    by_id = {id(module): module for module in model.modules()}
+    attention_modules = [by_id[key] for key in order]
+    norms = tuple(_attention_output_norm(layer) for layer in layers)
+    writers = (tuple(norm or attention for norm, attention in zip(norms, attention_modules)),
+               tuple(_mlp_writer(layer) for layer in layers)) if editable and causal else (None, None)
+    if writers[1] is not None and not all(writers[1]):
+        writers = (None, None)
     parts = ModelParts(
         causal=causal, layers=layers, layer_of={module: index for index, module in enumerate(order)},
         output_projections=projections if projections and all(p is not None for p in projections) else None,
-        attention_output_norms=tuple(_attention_output_norm(layer) for layer in layers),
+        attention_output_norms=norms,
         final_norm=_final_norm(body) if causal else None,
         unembedding=model.get_output_embeddings() if causal else None,
         logit_softcap=getattr(config, "final_logit_softcapping", None) if causal else None,
         rotary=getattr(body, "rotary_emb", None), config=config, supports_interventions=editable,
-        supports_restart=False, notes=tuple(notes),
+        supports_restart=False, notes=tuple(notes), attention_writers=writers[0], mlp_writers=writers[1],
+        parallel_residual=any(getattr(layer, "use_parallel_residual", False) for layer in layers),
     )
     if editable:
+        if not getattr(model, "_atlas_site_hooks", False):
+            install_site_hooks(layers, parts.attention_writers, parts.mlp_writers)
+            model._atlas_site_hooks = True
         reference = output.logits if causal else output.last_hidden_state
         parts = _with_restart_check(parts, output.hidden_states, reference)
+        parts = _with_stream_writes_check(parts, model, ids)
     return parts
+
+
+def _with_stream_writes_check(parts: ModelParts, model: torch.nn.Module, ids: torch.Tensor) -> ModelParts:
+    """Offer attn_out, resid_mid and mlp_out only if every layer's output is its input plus those two writes."""
+    if parts.mlp_writers is None:
+        return parts
+    wanted = ("resid_pre", "attn_out", "mlp_out", "resid_post")
+    record = CallRecord(parts.layer_of, keep=lambda site, _layer: site in wanted)
+    with torch.inference_mode(), recording(record):
+        model(ids, use_cache=False, **{CALL_KEYWORD: record})
+    store = record.store
+    if all(torch.allclose(store["resid_pre", layer] + store["attn_out", layer] + store["mlp_out", layer],
+                          store["resid_post", layer], atol=_CHECK_TOLERANCE, rtol=_CHECK_TOLERANCE)
+           for layer in range(parts.n_layers)):
+        return replace(parts, supports_stream_writes=True)
+    note = ("The MLP's and attention's writes to the stream could not be read for this architecture: "
+            "the sites attn_out, resid_mid and mlp_out are unavailable.")
+    return replace(parts, notes=parts.notes + (note,))
 
 
 def _with_restart_check(parts: ModelParts, hidden_states: tuple[torch.Tensor, ...],

@@ -1,19 +1,21 @@
-"""The one attention function the Atlas registers with transformers: the model's own eager code, plus a per-call record.
+"""The one attention function the Atlas registers with transformers: the model's own code, plus a per-call record.
 
 ``transformers.AttentionInterface`` lets a model call a registered function for its attention, and passes it
-every extra keyword given to ``model(...)``. The Atlas registers ``atlas`` (with the eager mask): it runs the
-attention module's own ``eager_attention_forward`` and, when the call carries an ``atlas_call`` keyword (a
-``CallRecord``), edits and records the named sites of that call:
+every extra keyword given to ``model(...)``. The Atlas registers ``atlas`` (with the eager mask): when the call
+carries an ``atlas_call`` keyword (a ``CallRecord``), it edits and keeps the call's sites inside attention
+(``analysis.runtime.sites``): ``q``, ``k``, ``v`` as the attention receives them, ``pattern`` and
+``head_output`` (z, [batch, query, heads, head_dim], just before the output projection; head edits act here).
 
-- ``head_output`` (z): the attention result per query head, [batch, query, heads, head_dim], just before the
-  output projection. Head edits act here.
-- ``pattern``: the attention weights [batch, heads, query, key]. They are quadratic in the text's length, so
-  a call either keeps them (short texts), hands each layer's weights to ``on_pattern`` and lets them go
-  (pooling, scores, streaming), or stops right after the one layer it needs (``stop_after_layer``).
+Patterns are quadratic in the text's length, so a call either keeps them (short texts), hands each layer's
+weights to ``on_pattern`` and lets them go (pooling, scores, streaming), or stops right after the one layer it
+needs (``stop_after_layer``). A call that needs no weights runs the library's fused attention
+(``transformers.integrations.sdpa_attention``, PyTorch's scaled_dot_product_attention) with the same additive
+mask, which is several times faster on long texts; soft-capped attention (Gemma 2) has no fused kernel and stays
+eager. Without ``atlas_call`` the function is plain eager attention.
 
 The record is created for one call and dropped after it, so nothing is installed on the shared model and
-concurrent callers with different edits each get their own answer. Without ``atlas_call`` the function is
-plain eager attention.
+concurrent callers with different edits each get their own answer. The stream sites (``resid_pre``,
+``mlp_out`` …) are read by hooks that see the same record (``analysis.runtime.site_hooks``).
 """
 from __future__ import annotations
 
@@ -23,9 +25,11 @@ from typing import Callable
 
 import torch
 from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
-from analysis.runtime.interventions import EditTensors
+from analysis.runtime.interventions import EditTensors, SiteEdit
+from analysis.runtime.sites import SiteFilter
 
 ATTENTION_NAME = "atlas"
 CALL_KEYWORD = "atlas_call"
@@ -35,22 +39,53 @@ class StopForward(Exception):
     """Raised inside a forward once the layer a caller needed has run: the rest of the model is skipped."""
 
 
+def keep_nothing(_site: str, _layer: int) -> bool:
+    """The default site filter."""
+    return False
+
+
 @dataclass
 class CallRecord:
-    """What one forward call edits and keeps; filled in as the model's attention modules run."""
+    """What one forward call edits and keeps; filled in as the model's modules run."""
 
     layer_of: dict[int, int]  # id(attention module) -> layer index
     edits: EditTensors | None = None
-    keep_patterns: bool = False
-    keep_head_outputs: bool = False
+    keep: SiteFilter = keep_nothing
+    site_edits: dict[tuple[str, int], tuple[SiteEdit, ...]] = field(default_factory=dict)
+    grad: bool = False  # keep gradients of the kept sites (retain_grad)
+    stream_grad: bool = False  # make the first layer's input a leaf that needs gradients
+    fused: bool = True  # layers that need no weights may run the fused attention
     position_offset: int = 0  # position of the first query (generation with a KV cache)
     on_pattern: Callable[[int, torch.Tensor], None] | None = None  # called with (layer, weights) as each runs
     stop_after_layer: int | None = None  # raise StopForward once this layer's attention has run
-    patterns: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, heads, query, key]
-    head_outputs: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [batch, query, heads, head_dim]
+    store: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)  # (site, layer) -> tensor
     call_order: list[int] = field(default_factory=list)  # id(module) of each attention call, in order
 
-    def after_attention(self, module: torch.nn.Module, output: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def at_site(self, site: str, layer: int, tensor: torch.Tensor) -> torch.Tensor:
+        """Apply this call's edits of (site, layer) to ``tensor`` and keep it if asked; returns the tensor to use."""
+        for edit in self.site_edits.get((site, layer), ()):
+            tensor = edit.apply(tensor)
+        if self.keep(site, layer):
+            if self.grad and tensor.requires_grad and tensor.grad_fn is not None:
+                tensor.retain_grad()
+            self.store[(site, layer)] = tensor
+        return tensor
+
+    def needs_weights(self, layer: int) -> bool:
+        """True if this call reads ``layer``'s attention weights (then the layer runs eager attention)."""
+        return (not self.fused or self.on_pattern is not None or layer == self.stop_after_layer
+                or self.keep("pattern", layer))
+
+    def before_attention(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                         value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Edit and keep one layer's q, k and v as its attention receives them."""
+        layer = self.layer_of.get(id(module))
+        if layer is None:
+            return query, key, value
+        return self.at_site("q", layer, query), self.at_site("k", layer, key), self.at_site("v", layer, value)
+
+    def after_attention(self, module: torch.nn.Module, output: torch.Tensor,
+                        weights: torch.Tensor | None) -> torch.Tensor:
         """Edit and record one layer's head outputs; returns the (possibly edited) output."""
         self.call_order.append(id(module))
         layer = self.layer_of.get(id(module))
@@ -58,12 +93,11 @@ class CallRecord:
             return output
         if self.edits is not None and layer in self.edits.active_layers:
             output = self.edits.apply(output, layer, self.position_offset)
-        if self.keep_patterns:
-            self.patterns[layer] = weights
-        if self.keep_head_outputs:
-            self.head_outputs[layer] = output
-        if self.on_pattern is not None:
-            self.on_pattern(layer, weights)
+        if weights is not None:
+            self.at_site("pattern", layer, weights)
+            if self.on_pattern is not None:
+                self.on_pattern(layer, weights)
+        output = self.at_site("head_output", layer, output)
         if layer == self.stop_after_layer:
             raise StopForward(layer)
         return output
@@ -76,14 +110,22 @@ def _model_eager_attention(module: torch.nn.Module) -> Callable:
 
 def atlas_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                     attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
-                    **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eager attention of the module's own code, with the call's edits and records applied."""
+                    **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The module's own attention with the call's edits and records applied: eager, or fused when no weights
+    are needed and the attention has no soft-cap."""
     record: CallRecord | None = kwargs.pop(CALL_KEYWORD, None)
-    output, weights = _model_eager_attention(module)(module, query, key, value, attention_mask, scaling=scaling,
-                                                     dropout=dropout, **kwargs)
-    if record is not None:
-        output = record.after_attention(module, output, weights)
-    return output, weights
+    if record is None:
+        return _model_eager_attention(module)(module, query, key, value, attention_mask, scaling=scaling,
+                                              dropout=dropout, **kwargs)
+    query, key, value = record.before_attention(module, query, key, value)
+    layer = record.layer_of.get(id(module))
+    if kwargs.get("softcap") is None and layer is not None and not record.needs_weights(layer):
+        output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                                 scaling=scaling, **kwargs)
+    else:
+        output, weights = _model_eager_attention(module)(module, query, key, value, attention_mask,
+                                                         scaling=scaling, dropout=dropout, **kwargs)
+    return record.after_attention(module, output, weights), weights
 
 
 def register_attention() -> None:

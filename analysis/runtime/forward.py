@@ -9,13 +9,16 @@ where the architecture does not allow that restart (``ModelParts.supports_restar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from analysis.runtime.attention import CALL_KEYWORD, CallRecord, StopForward
+from analysis.runtime.cache import ActivationCache
 from analysis.runtime.handle import ModelHandle
-from analysis.runtime.interventions import EditTensors
+from analysis.runtime.interventions import Edits, EditTensors, SiteEdit
+from analysis.runtime.site_hooks import recording
+from analysis.runtime.sites import HEAD_SITES, SiteFilter, SiteSelection, site_filter
 
 
 CHECKPOINT_TOKENS = 1024
@@ -66,45 +69,132 @@ def run_model(
     last_logits: int | None = None,
     on_pattern: Callable[[int, torch.Tensor], None] | None = None,
 ) -> ForwardResult:
-    """Run ``input_ids`` [1 or batch, tokens] with ``edits`` (one batch row each) on the model's own code.
+    """``run_with_cache`` with the kept sites as per-layer lists from ``start_layer`` on."""
+    sites = [name for name, keep in (("pattern", keep_patterns), ("resid_pre", keep_residuals),
+                                     ("head_output", keep_head_outputs)) if keep]
+    cache = run_with_cache(handle, input_ids, sites=sites, edits=edits, start_layer=start_layer,
+                           start_residual=start_residual, grad=grad, last_logits=last_logits, on_pattern=on_pattern)
+    kept = range(start_layer, handle.parts.n_layers)
+    per_layer = lambda site: [cache[site, layer] for layer in kept if (site, layer) in cache]  # noqa: E731
+    return ForwardResult(logits=cache.logits, patterns=per_layer("pattern"), residuals=per_layer("resid_pre"),
+                         head_outputs=per_layer("head_output"))
 
-    With ``start_layer`` > 0, ``start_residual`` is the residual stream entering that layer; if the model
-    does not allow a restart, the full forward runs instead (same numbers, same layers kept).
-    ``last_logits`` = n unembeds only the last n positions (a large vocabulary's unembedding can cost more
-    than all the layers). ``on_pattern(layer, weights)`` sees each layer's attention weights as it runs (for
-    scores or pooling that must not keep every layer's quadratic pattern). With ``grad`` on texts longer
-    than ``CHECKPOINT_TOKENS``, layers are checkpointed (recomputed during the backward pass), so the memory
-    for gradients holds one layer's attention at a time instead of every layer's.
+
+def _expanded(keep: SiteFilter) -> SiteFilter:
+    """The filter the hooks use: derived sites keep what they are computed from."""
+    def wanted(site: str, layer: int) -> bool:
+        if keep(site, layer):
+            return True
+        if site == "resid_pre":
+            return keep("attn_in", layer) or keep("resid_mid", layer)
+        return site == "attn_out" and keep("resid_mid", layer)
+    return wanted
+
+
+def _split_edits(edits: Edits | EditTensors | Sequence[SiteEdit] | None) -> tuple[EditTensors | None,
+                                                                                 tuple[SiteEdit, ...]]:
+    if edits is None:
+        return None, ()
+    if isinstance(edits, EditTensors):
+        return edits, ()
+    if isinstance(edits, Edits):
+        return edits.heads, edits.sites
+    return None, tuple(edits)
+
+
+def run_with_cache(
+    handle: ModelHandle,
+    input_ids: torch.Tensor,
+    *,
+    sites: SiteSelection = (),
+    edits: Edits | EditTensors | Sequence[SiteEdit] | None = None,
+    grad: bool = False,
+    start_layer: int = 0,
+    start_residual: torch.Tensor | None = None,
+    last_logits: int | None = None,
+    on_pattern: Callable[[int, torch.Tensor], None] | None = None,
+) -> ActivationCache:
+    """Run ``input_ids`` [1 or batch, tokens] on the model's own code, with ``edits``, keeping ``sites``.
+
+    ``sites``: site names (kept at every layer run) or a predicate ``(site, layer) -> bool``; ``pattern`` is
+    quadratic, ask for it only on short texts (or pass ``on_pattern(layer, weights)``, which sees each layer's
+    weights as it runs). ``edits``: head edits (``EditTensors``, one batch row each), ``SiteEdit``s, or both
+    (``Edits``); the batch is the largest of the edits', the ids' and the start residual's.
+    With ``start_layer`` > 0, ``start_residual`` is the residual stream entering that layer; if the model does
+    not allow a restart, the full forward runs instead (same numbers, same layers kept). ``last_logits`` = n
+    unembeds only the last n positions. With ``grad``, kept sites keep their gradients (``cache.grad``) and the
+    stream entering the first layer run becomes a leaf needing them; on texts longer than ``CHECKPOINT_TOKENS``
+    with no sites kept, layers are checkpointed (one layer's attention in memory during the backward pass).
+    Layers that need no attention weights run the library's fused attention.
     """
     check_editable(handle)
     parts = handle.parts
-    batch = edits.batch if edits is not None else input_ids.shape[0]
-    record = CallRecord(parts.layer_of, edits, keep_patterns, keep_head_outputs, on_pattern=on_pattern)
-    checkpoint = grad and parts.supports_restart and input_ids.shape[1] > CHECKPOINT_TOKENS and not keep_patterns
+    head_edits, site_edits = _split_edits(edits)
+    batch = max(input_ids.shape[0], head_edits.batch if head_edits is not None else 1,
+                start_residual.shape[0] if start_residual is not None else 1)
+    keeps_sites = not (sites is None or (not callable(sites) and not tuple(sites)))
+    by_site: dict[tuple[str, int], tuple[SiteEdit, ...]] = {}
+    for edit in site_edits:
+        by_site[edit.site, edit.layer] = by_site.get((edit.site, edit.layer), ()) + (edit,)
+    record = CallRecord(parts.layer_of, head_edits, _expanded(site_filter(sites)), by_site, grad=grad,
+                        stream_grad=grad and keeps_sites, on_pattern=on_pattern)
+    checkpoint = grad and parts.supports_restart and input_ids.shape[1] > CHECKPOINT_TOKENS and not keeps_sites
     if checkpoint and start_layer == 0:  # the stream entering layer 0, from a forward without gradients
-        start_residual = run_model(handle, input_ids[:1], keep_residuals=True, last_logits=1).residuals[0].clone()
+        start_residual = run_with_cache(handle, input_ids[:1], sites=lambda site, layer: site == "resid_pre" and
+                                        layer == 0, last_logits=1)["resid_pre", 0].clone()
     restart = (start_layer > 0 or checkpoint) and parts.supports_restart
-    result = ForwardResult(logits=torch.empty(0))
     with torch.enable_grad() if grad else torch.inference_mode():
         if restart:
             residual = start_residual.to(handle.device)
             residual = residual.expand(batch, *residual.shape[1:]) if residual.shape[0] != batch else residual
-            final = parts.run_layers(residual, start_layer, record, result.residuals if keep_residuals else None,
-                                     checkpoint=checkpoint)
-            result.logits = parts.readout(final if last_logits is None else final[:, -last_logits:])
+            final = parts.run_layers(residual, start_layer, record, checkpoint=checkpoint)
+            logits = parts.readout(final if last_logits is None else final[:, -last_logits:])
         else:
             ids = input_ids.to(handle.device)
             ids = ids.expand(batch, -1) if ids.shape[0] != batch else ids
             keep = {"logits_to_keep": last_logits} if last_logits and parts.causal else {}
-            output = handle.model(ids, output_hidden_states=keep_residuals, use_cache=False, **keep,
-                                  **{CALL_KEYWORD: record})
-            result.logits = output.logits if parts.causal else output.last_hidden_state
-            if keep_residuals:
-                result.residuals = list(output.hidden_states[start_layer:parts.n_layers])
-    kept = range(start_layer, parts.n_layers)  # the same layers whether or not the model allowed a restart
-    result.patterns = [record.patterns[layer] for layer in kept if layer in record.patterns]
-    result.head_outputs = [record.head_outputs[layer] for layer in kept if layer in record.head_outputs]
-    return result
+            with recording(record):
+                output = handle.model(ids, use_cache=False, **keep, **{CALL_KEYWORD: record})
+            logits = output.logits if parts.causal else output.last_hidden_state
+    store = {key: value for key, value in record.store.items() if key[1] >= start_layer}
+    return ActivationCache(logits, store, parts, handle.info.n_heads, handle.info.head_dim, start_layer)
+
+
+def head_input_grads(cache: ActivationCache, kind: str) -> torch.Tensor:
+    """∂metric/∂(resid_pre of each layer as each head's ``kind`` ∈ q, k, v reads it): [layers, heads, b, t, d].
+
+    ``cache`` is a run with ``grad=True`` keeping ``resid_pre`` and ``kind``, after ``metric.backward()``. Per
+    layer, the layer's attention inputs are recomputed from its cached input by the model's own norm,
+    projection and rotary code (one copy of the stream per head, stopped right after the attention), and one
+    vector-Jacobian product carries each head's slice of the gradient of ``kind`` back to its own copy.
+    Heads are query heads for q and key/value heads for k and v.
+    """
+    if kind not in HEAD_SITES:
+        raise ValueError(f"kind must be one of {', '.join(sorted(HEAD_SITES))}, got {kind!r}")
+    parts = cache.parts
+    if not parts.supports_restart:
+        raise InterventionsUnsupported("Per-head input gradients need the layer restart: " + " ".join(parts.notes))
+    layers = cache.layers(kind)
+    grads = []
+    for layer in layers:
+        upstream = cache.grad(kind, layer)  # [b, heads, t, e]
+        stream = cache["resid_pre", layer].detach()
+        batch, heads = stream.shape[0], upstream.shape[1]
+        copies = stream.repeat(heads, 1, 1).requires_grad_()  # copy h·b + row: the stream as head h reads it
+        record = CallRecord(parts.layer_of, keep=lambda site, at, layer=layer: site == kind and at == layer,
+                            stop_after_layer=layer)
+        with torch.enable_grad():
+            try:
+                parts.run_layers(copies, layer, record)
+            except StopForward:
+                pass
+            received = record.store[kind, layer]  # [heads·b, heads, t, e]
+            own = torch.zeros_like(received)
+            for head in range(heads):
+                own[head * batch:(head + 1) * batch, head] = upstream[:, head]
+            (gradient,) = torch.autograd.grad(received, copies, grad_outputs=own)
+        grads.append(gradient.view(heads, batch, *stream.shape[1:]))
+    return torch.stack(grads)
 
 
 def layer_attention(handle: ModelHandle, input_ids: torch.Tensor, layer: int, residual: torch.Tensor | None = None,
@@ -118,13 +208,15 @@ def layer_attention(handle: ModelHandle, input_ids: torch.Tensor, layer: int, re
     parts = handle.parts
     if not parts.supports_interventions:
         return run_patterns(handle, input_ids).patterns[layer]
-    record = CallRecord(parts.layer_of, edits, keep_patterns=True, stop_after_layer=layer)
+    record = CallRecord(parts.layer_of, edits, keep=lambda site, at: site == "pattern" and at == layer,
+                        stop_after_layer=layer)
     with torch.inference_mode():
         try:
             if residual is not None and parts.supports_restart:
                 parts.run_layers(residual.to(handle.device), layer, record)
             else:
-                handle.model(input_ids.to(handle.device), use_cache=False, **{CALL_KEYWORD: record})
+                with recording(record):
+                    handle.model(input_ids.to(handle.device), use_cache=False, **{CALL_KEYWORD: record})
         except StopForward:
             pass
-    return record.patterns[layer]
+    return record.store["pattern", layer]

@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import torch
 
 from analysis.heads import HeadSpecError, head_label
+from analysis.runtime.sites import EDITABLE_SITES, HEAD_SITES
 
 MODES = ("zero", "mean", "scale", "resample")
 
@@ -129,3 +130,52 @@ def _check_bases(base_kind: torch.Tensor, bases: EditBases) -> None:
         raise MissingBaseError("Mean ablation needs the model's reference mean head outputs.")
     if bool((base_kind == 2).any()) and bases.source is None:
         raise MissingBaseError("Resampling needs a source run: another text of the same token length.")
+
+
+@dataclass(frozen=True, eq=False)
+class SiteEdit:
+    """Replace (or add to) a named site of one layer in some batch rows at some positions.
+
+    ``site`` is one of ``sites.EDITABLE_SITES``. For ``q``/``k``/``v``, ``head`` names the query head (``q``) or
+    the key/value head (``k``, ``v``) whose slice is edited. ``value`` is [rows or 1, positions or 1, width]
+    (width d for stream sites, e for q/k/v; a missing leading dimension means one value for every row):
+    "replace" writes it, "add" adds it. ``rows`` None edits every batch row, ``positions`` None every token.
+    """
+
+    site: str
+    layer: int
+    value: torch.Tensor
+    head: int | None = None
+    positions: tuple[int, ...] | None = None
+    rows: tuple[int, ...] | None = None
+    mode: str = "replace"
+
+    def __post_init__(self) -> None:
+        if self.site not in EDITABLE_SITES:
+            raise ValueError(f"Site {self.site!r} cannot be edited; editable sites: {', '.join(sorted(EDITABLE_SITES))}.")
+        if (self.head is not None) != (self.site in HEAD_SITES):
+            raise ValueError(f"Edits of {self.site!r} {'need' if self.site in HEAD_SITES else 'take no'} a head.")
+        if self.mode not in ("replace", "add"):
+            raise ValueError(f"Unknown edit mode {self.mode!r}; use 'replace' or 'add'.")
+
+    def apply(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The site's tensor with this edit applied (a new tensor; the input is not changed)."""
+        width = tensor.shape[-1]
+        value = self.value.to(tensor)
+        value = value.reshape(-1, *value.shape[-2:]) if value.ndim >= 2 else value.reshape(1, 1, width)
+        positions = slice(None) if self.positions is None else list(self.positions)
+        rows = range(tensor.shape[0]) if self.rows is None else self.rows
+        edited = tensor.clone()
+        for index, row in enumerate(rows):
+            where = (row, self.head, positions) if self.head is not None else (row, positions)
+            new = value[index if value.shape[0] > 1 else 0]
+            edited[where] = edited[where] + new if self.mode == "add" else new
+        return edited
+
+
+@dataclass(frozen=True, eq=False)
+class Edits:
+    """Everything one call edits: head edits (one batch row each) and edits at named sites."""
+
+    heads: EditTensors | None = None
+    sites: tuple[SiteEdit, ...] = ()
