@@ -178,3 +178,24 @@ def test_breakdown_from_a_reused_run_equals_a_fresh_one():
     reused = qk_breakdown(handle, ids, 1, 0, 10, 7, run=run)
     np.testing.assert_allclose(reused.cell.matrix, fresh.cell.matrix, atol=1e-5)
     np.testing.assert_allclose(reused.logits, fresh.logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma2"])
+def test_parts_at_every_key_sum_to_the_logit_row(name):
+    from analysis.methods.qk_attribution import _component_parts, component_run, head_reads
+
+    handle, ids, _ = family_case(name)
+    layer, head, query = 1, 1, ids.shape[1] - 1
+    breakdown = qk_breakdown(handle, ids, layer, head, query, 0)
+    cache = component_run(handle, ids)
+    stream = cache["resid_pre", layer][:, :query + 1]
+    cos_sin = handle.parts.layer_inputs(stream)[layer].get("position_embeddings")
+    _, read = head_reads(handle, layer, head, stream[0], cos_sin and tuple(p[:, :query + 1] for p in cos_sin))
+    every = torch.arange(query + 1)
+    keys = _component_parts(cache, layer, read, every)  # [n, keys, e]
+    logits = breakdown.cell.scaling * keys.sum(0) @ torch.from_numpy(breakdown.cell.query_parts).sum(0)
+    seen = ~np.isnan(breakdown.logits)
+    np.testing.assert_allclose(logits.numpy()[seen], breakdown.logits[seen], atol=1e-4)
+    for only in (0, 3, len(breakdown.cell.components) - 1):  # input, a head, bias: one component alone
+        np.testing.assert_allclose(_component_parts(cache, layer, read, every, only=only)[0].numpy(),
+                                   keys[only].numpy(), atol=1e-5)

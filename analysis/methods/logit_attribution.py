@@ -74,21 +74,18 @@ def check_supported(handle: ModelHandle) -> None:
             f"{info.name}: heads cannot be read as logits here. " + " ".join(info.notes))
 
 
-def head_writes(handle: ModelHandle, layer: int, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each head's write [..., heads, d_model] and the attention-output bias [..., d_model] of one layer, from
-    head outputs z [..., heads, head_dim] at one or more positions; an attention-output norm (Gemma) is frozen at
-    the layer's whole attention output at each position."""
+def _head_writes(handle: ModelHandle, layer: int, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each head's write [heads, d_model] and the bias [d_model] of one layer at one position (z [heads, hd])."""
     parts, info = handle.parts, handle.info
     weight = parts.head_write_weight(layer).float().view(-1, info.n_heads, info.head_dim)
-    writes = torch.einsum("dhk,...hk->...hd", weight, z.float())
+    writes = torch.einsum("dhk,hk->hd", weight, z.float())
     bias = parts.head_write_bias(layer)
     bias = torch.zeros(writes.shape[-1]) if bias is None else bias.float()
-    bias = bias.expand(*writes.shape[:-2], -1)
     norm = parts.attention_output_norms[layer]
     if norm is None:
         return writes, bias
-    frozen = freeze_norm(norm, writes.sum(-2) + bias)
-    return frozen.linear(writes.movedim(-2, 0)).movedim(0, -2), frozen.linear(bias) + frozen.bias
+    frozen = freeze_norm(norm, writes.sum(0) + bias)
+    return frozen.linear(writes), frozen.linear(bias) + frozen.bias
 
 
 def decompose(handle: ModelHandle, input_ids: torch.Tensor, position: int = -1) -> ResidualDecomposition:
@@ -106,7 +103,7 @@ def decompose(handle: ModelHandle, input_ids: torch.Tensor, position: int = -1) 
         final = freeze_norm(parts.final_norm, streams[-1])
         heads, biases, mlps = [], [], []
         for layer, z in enumerate(result.head_outputs):
-            writes, bias = head_writes(handle, layer, z[0, position])
+            writes, bias = _head_writes(handle, layer, z[0, position])
             heads.append(writes)
             biases.append(bias)
             mlps.append(streams[layer + 1] - streams[layer] - writes.sum(0) - bias)

@@ -23,9 +23,11 @@ import pandas as pd
 import torch
 
 from analysis.heads import head_label
-from analysis.methods.logit_attribution import FrozenNorm, check_supported, freeze_norm, head_writes
-from analysis.runtime.forward import ForwardResult, run_model
+from analysis.methods.logit_attribution import check_supported
+from analysis.runtime.cache import ActivationCache
+from analysis.runtime.forward import run_with_cache
 from analysis.runtime.handle import ModelHandle
+from analysis.runtime.norms import FrozenNorm, freeze_norm
 from analysis.runtime.query_key import attention_module, head_norm, input_norm, projections, rotary_function
 
 BIAS = "bias"
@@ -118,32 +120,31 @@ def component_names(layer: int, n_heads: int) -> list[str]:
     return names + [BIAS]
 
 
-def _layer_parts(handle: ModelHandle, result: ForwardResult, layer: int, read: HeadRead, positions: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One earlier layer's parts of the query/key at ``positions``: (its heads [H, p, e], its MLP [1, p, e], its
-    attention-output bias [1, p, e]). The MLP's write is what the layer adds besides the attention's write."""
-    stream = lambda index: result.residuals[index][0, positions].float()  # noqa: E731
-    writes, bias = head_writes(handle, layer, result.head_outputs[layer][0, positions])  # [p, H, d], [p, d]
-    mlp = stream(layer + 1) - stream(layer) - writes.sum(1) - bias
-    return read.read(writes.transpose(0, 1)), read.read(mlp[None]), read.read(bias[None])
+def _at(cache: ActivationCache, positions: torch.Tensor) -> ActivationCache:
+    """The same run's cache with every site cut to ``positions`` (every site kept here has tokens on axis 1)."""
+    store = {key: value[:, positions] for key, value in cache.store.items()}
+    return ActivationCache(cache.logits, store, cache.parts, cache.n_heads, cache.head_dim)
 
 
-def _component_parts(handle: ModelHandle, result: ForwardResult, layer: int, read: HeadRead, positions: torch.Tensor,
+def _component_parts(cache: ActivationCache, layer: int, read: HeadRead, positions: torch.Tensor,
                      only: int | None = None) -> torch.Tensor:
     """Each component's part of the head's query/key at ``positions`` [n_components, p, e], in
-    ``component_names`` order; with ``only`` (an index into those names) just that one [1, p, e]."""
-    n_heads = handle.info.n_heads
+    ``component_names`` order (each earlier attention's write besides its heads — output bias, norm bias — joins
+    the read's constant as ``bias``); with ``only`` (an index into those names) just that one [1, p, e]."""
+    n_heads = cache.n_heads
     per_layer = n_heads + 1
     if only is not None and 0 < only <= layer * per_layer:  # one earlier head or MLP: only its layer is needed
-        heads, mlp, _ = _layer_parts(handle, result, (only - 1) // per_layer, read, positions)
-        return torch.cat([heads, mlp])[(only - 1) % per_layer][None]
-    pieces = [read.read(result.residuals[0][0, positions].float()[None])]
-    bias = read.constant[None].clone()
+        earlier, index = divmod(only - 1, per_layer)
+        write = (cache["mlp_out", earlier] if index == n_heads else cache.head_writes(earlier)[:, :, index])
+        return read.read(write[:, positions].float())
+    cut = _at(cache, positions)
+    pieces, bias = [read.read(cut["resid_pre", 0].float())], read.constant[None]
     for earlier in range(layer):
-        heads, mlp, layer_bias = _layer_parts(handle, result, earlier, read, positions)
-        pieces += [heads, mlp]
-        bias = bias + layer_bias
-    every = torch.cat(pieces + [bias])
+        heads = cut.head_writes(earlier)[0].transpose(0, 1)  # [H, p, d]
+        pieces += [read.read(heads), read.read(cut["mlp_out", earlier].float())]
+        bias = bias + read.read(cut["attn_out", earlier].float() - heads.sum(0, keepdim=True))
+    parts = torch.cat(pieces)
+    every = torch.cat([parts, bias])
     return every if only is None else every[only][None]
 
 
@@ -202,22 +203,27 @@ def _check_cell(handle: ModelHandle, input_ids: torch.Tensor, layer: int, head: 
         raise ValueError(f"Key position {key} must be between 0 and the query position {query} (causal attention).")
 
 
-def component_run(handle: ModelHandle, input_ids: torch.Tensor) -> ForwardResult:
-    """The clean run QK attribution reads: the stream entering each layer and every head's output (reusable for
-    every cell of the text)."""
-    return run_model(handle, input_ids, keep_residuals=True, keep_head_outputs=True)
+COMPONENT_SITES = ("resid_pre", "head_output", "attn_out", "mlp_out")
+
+
+def component_run(handle: ModelHandle, input_ids: torch.Tensor, layer: int | None = None) -> ActivationCache:
+    """The clean run QK attribution reads (the stream entering each layer, every head's output and MLP's write),
+    up to ``layer`` (None: every layer); reusable for every cell of the text at that layer or below."""
+    last = handle.info.n_layers - 1 if layer is None else layer
+    return run_with_cache(handle, input_ids, sites=lambda site, at: site in COMPONENT_SITES and at <= last)
 
 
 def qk_breakdown(handle: ModelHandle, input_ids: torch.Tensor, layer: int, head: int, query: int, key: int, *,
-                 run: ForwardResult | None = None) -> QKBreakdown:
+                 run: ActivationCache | None = None) -> QKBreakdown:
     """Split the logit of ``head`` of ``layer`` from ``query`` to ``key`` into component terms, and do the same
     for the key that would win without the top term. ``run`` is ``component_run`` of the text (or of any
     prefix reaching the query), computed if not given."""
     _check_cell(handle, input_ids, layer, head, query, key)
-    result = run or component_run(handle, input_ids[:, :query + 1])  # causal: nothing after the query matters
+    cache = run or component_run(handle, input_ids[:, :query + 1], layer)  # causal: nothing after the query matters
     with torch.inference_mode():
-        inputs = handle.parts.layer_inputs(result.residuals[layer][:, :query + 1])[layer]
-        stream = result.residuals[layer][0, :query + 1].float()
+        stream = cache["resid_pre", layer][:, :query + 1]
+        inputs = handle.parts.layer_inputs(stream)[layer]
+        stream = stream[0].float()
         cos_sin = inputs.get("position_embeddings")
         at = lambda positions: None if cos_sin is None else tuple(p[:, positions] for p in cos_sin)  # noqa: E731
         scaling = float(getattr(attention_module(handle, layer), "scaling", None) or handle.info.head_dim ** -0.5)
@@ -230,19 +236,19 @@ def qk_breakdown(handle: ModelHandle, input_ids: torch.Tensor, layer: int, head:
         mask = inputs.get("attention_mask")
         if mask is not None:
             logits = torch.where(mask[0, 0, query, :query + 1] > torch.finfo(mask.dtype).min / 2, logits, torch.nan)
-        q_parts = _component_parts(handle, result, layer, q_read, torch.tensor([query]))[:, 0]
+        q_parts = _component_parts(cache, layer, q_read, torch.tensor([query]))[:, 0]
         names = tuple(component_names(layer, handle.info.n_heads))
 
         def attribution(position: int) -> QKAttribution:
             _, read = head_reads(handle, layer, head, stream[[position]], at([position]))
-            k_parts = _component_parts(handle, result, layer, read, torch.tensor([position]))[:, 0]
+            k_parts = _component_parts(cache, layer, read, torch.tensor([position]))[:, 0]
             return QKAttribution(layer, head, query, position, names, q_parts.numpy(), k_parts.numpy(), scaling,
                                  float(logits[position]) if not torch.isnan(logits[position])
                                  else float(scaling * q_total @ k_total[position]))
 
         cell = attribution(key)
         top_query, top_key = np.unravel_index(np.argmax(cell.matrix), cell.matrix.shape)
-        top_key_parts = _component_parts(handle, result, layer, k_read, every, only=int(top_key))[0]  # [keys, e]
+        top_key_parts = _component_parts(cache, layer, k_read, every, only=int(top_key))[0]  # [keys, e]
         without_top = logits - scaling * (top_key_parts @ torch.from_numpy(cell.query_parts[top_query]))
         without_top[key] = torch.nan
         rival = None if torch.isnan(without_top).all() else int(torch.nan_to_num(without_top, nan=-torch.inf).argmax())
