@@ -23,6 +23,7 @@ _EXPORTS = {
     "head_position_patching": "analysis.methods.patching",
     "load_model": "analysis.runtime.loading",
     "parse_heads": "analysis.heads",
+    "qk_attribution": "analysis.methods.qk_attribution",
     "residual_patching": "analysis.methods.patching",
     "run_trace": "analysis.runtime.trace",
 }

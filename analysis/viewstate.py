@@ -99,6 +99,9 @@ FIELDS: dict[str, StateField] = _fields(
                help="patching: distractor token (empty = corrupted top prediction)"),
     StateField("patch_heads", "str", "", max_chars=400, help="patching: heads patched position by position"),
     StateField("patch_residual", "bool", False, help="patching: compute the residual-stream grid"),
+    # why a head attends (QK attribution) and long contexts
+    StateField("qk_query", "int", -1, -1, 100_000, help="head view: query position of the explained cell (-1 = none)"),
+    StateField("qk_key", "int", -1, -1, 100_000, help="head view: key position of the explained cell"),
     # datasets and background jobs
     StateField("job", "str", "", max_chars=16, help="a background job whose result is shown (its id)"),
     StateField("ds_source", "str", "ioi", choices=(*GENERATORS, "upload"), help="datasets: where the rows come from"),

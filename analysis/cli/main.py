@@ -7,6 +7,7 @@ import sys
 from typing import Callable
 
 from analysis.cli.ablation import ablate_command, add_ablate_arguments, add_importance_arguments, importance_command
+from analysis.cli.attention_why import add_qk_arguments, qk_command
 from analysis.cli.census import add_census_arguments, census_command
 from analysis.cli.dataset import add_dataset_arguments, dataset_command
 from analysis.cli.flow import add_compare_arguments, add_dla_arguments, add_rollout_arguments, compare_command, \
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("ablate", "apply head interventions and compare with the clean run", ablate_command, add_ablate_arguments),
         ("rollout", "attention rollout: each input token's share in an output token", rollout_command,
          add_rollout_arguments),
+        ("qk", "why a head attends from a query to a key: its logit as query × key component terms", qk_command,
+         add_qk_arguments),
         ("dla", "direct logit attribution of every head to a target token", dla_command, add_dla_arguments),
         ("compare", "rank heads by how much their attention differs between two texts or models", compare_command,
          add_compare_arguments),
