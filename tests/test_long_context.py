@@ -1,0 +1,98 @@
+"""Long-context head types on tiny models: the generation's attention rows equal the library's own patterns at
+every step, lookback ratios follow their definition, and the retrieval score is 1 for a head that always looks
+at the copied needle token and 0 for one that never does."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.datasets.haystack import NEEDLES, haystack_prompt
+from analysis.methods.ablation import greedy_generate
+from analysis.methods.generation_attention import generation_rows
+from analysis.methods.lookback import generation_lookback, lookback_ratios, lookback_table
+from analysis.methods.retrieval import copy_hits, retrieval_sweep
+from analysis.runtime.loading import make_handle
+from tests.family_models import FAMILIES, build_family
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module", params=["llama", "gemma3"])
+def tiny(request):
+    """A tiny family model with its plain-library forward (taken through the same module, no Atlas record)."""
+    family = next(f for f in FAMILIES if f.name == request.param)
+    model, tokenizer = build_family(family)
+    return make_handle(family.name, model, tokenizer, "random", "cpu")
+
+
+def _library_rows(handle, prompt: torch.Tensor, generated: list[int]) -> np.ndarray:
+    """Oracle: for each step, a plain forward on prompt + the tokens generated so far, its last pattern row."""
+    rows = []
+    for step in range(len(generated)):
+        ids = torch.cat([prompt, torch.tensor([generated[:step]], dtype=prompt.dtype)], dim=1)
+        with torch.inference_mode():
+            attentions = handle.model(ids, use_cache=False, output_attentions=True).attentions
+        width = prompt.shape[1] + len(generated) - 1
+        rows.append([torch.nn.functional.pad(a[0, :, -1], (0, width - ids.shape[1])).numpy() for a in attentions])
+    return np.stack(rows).transpose(1, 2, 0, 3)  # [layers, heads, steps, keys]
+
+
+def test_generation_rows_equal_the_library_patterns_of_every_step(tiny):
+    prompt = tiny.tokenizer("the cat sat on the mat", return_tensors="pt").input_ids
+    generated = greedy_generate(tiny, prompt, [], 5)
+    rows = generation_rows(tiny, prompt, generated)
+    np.testing.assert_allclose(rows, _library_rows(tiny, prompt, generated), atol=1e-5)
+
+
+def test_lookback_ratios_follow_the_definition(tiny):
+    prompt = tiny.tokenizer("the cat sat on the mat", return_tensors="pt").input_ids
+    generated, ratios = generation_lookback(tiny, prompt, 5)
+    rows = _library_rows(tiny, prompt, generated)
+    n = prompt.shape[1]
+    assert ratios.shape == (2, 4, 5) and bool(((ratios >= 0) & (ratios <= 1)).all())
+    for layer, head, step in [(0, 0, 0), (0, 3, 2), (1, 1, 4)]:
+        row = rows[layer, head, step]
+        expected = 1.0 if step == 0 else row[:n].mean() / (row[:n].mean() + row[n:n + step].mean())
+        assert ratios[layer, head, step] == pytest.approx(expected, abs=1e-5)
+    assert not np.allclose(ratios[..., 1:], 1.0)  # the check can fail: generated tokens do get attention
+    table = lookback_table(ratios, ["a", "b", "c", "d", "e"])
+    assert list(table.columns[:4]) == ["head", "layer", "head_index", "mean"] and len(table) == 8
+
+
+def test_retrieval_score_is_one_for_a_copying_head_and_zero_for_one_that_never_copies():
+    ids = [5, 6, 10, 11, 12, 7, 8]  # the needle is positions 2-4 (tokens 10, 11, 12)
+    generated = [11, 12, 9]  # two copying steps, then a token outside the needle
+    steps, keys = len(generated), len(ids) + len(generated)
+    rows = np.full((1, 3, steps, keys), 0.01, dtype=np.float32)
+    for step, token in enumerate(generated):
+        rows[0, 0, step, ids.index(token) if token in ids else 0] = 1.0  # copies: top-1 on the same needle token
+        rows[0, 1, step, 0] = 1.0  # never: always the first token
+        rows[0, 2, step, 2] = 1.0  # inside the needle but the wrong token (10 while copying 11, 12)
+    hits, copying = copy_hits(rows, ids, (2, 5), generated)
+    assert copying == 2
+    np.testing.assert_allclose(hits[0] / copying, [1.0, 0.0, 0.0])
+
+
+def test_haystack_prompt_places_the_needle_at_its_depth(tiny):
+    needle = NEEDLES[0]
+    shallow, deep = (haystack_prompt(tiny.tokenizer, needle, 400, depth) for depth in (0.0, 1.0))
+    encode = tiny.tokenizer.encode
+    for prompt in (shallow, deep):
+        start, stop = prompt.needle_span
+        assert prompt.ids[start:stop] in (encode(needle.fact), encode(" " + needle.fact))
+        question = encode(f"\n\nQuestion: {needle.question}\nAnswer: {needle.answer_prefix}")
+        assert prompt.ids[-len(question):] == question
+        assert 300 <= len(prompt.ids) - (stop - start) - len(question) <= 400  # the haystack's own tokens
+    assert shallow.needle_span[0] < deep.needle_span[0]
+    with pytest.raises(ValueError, match="Depth"):
+        haystack_prompt(tiny.tokenizer, needle, 100, 1.5)
+
+
+def test_retrieval_sweep_scores_every_head_in_zero_one(tiny):
+    progress = []
+    result = retrieval_sweep(tiny, lengths=(60,), depths=(0.5,), needles=NEEDLES[:1], n_tokens=3,
+                             on_progress=lambda done, total: progress.append((done, total)))
+    assert progress == [(1, 1)] and len(result.trials) == 1
+    scores = result.scores["retrieval"]
+    assert len(scores) == 8 and bool((scores.isna() | ((scores >= 0) & (scores <= 1))).all())
