@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.methods.ablation import ablate, clean_run, greedy_generate
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_with_cache
 from analysis.methods.importance import ablation_importance, ablation_importance_naive, gradient_importance
 from analysis.runtime.interventions import HeadIntervention, compile_edits
 from analysis.runtime.loading import load_model
@@ -34,11 +34,11 @@ def _timed(function):
 def _batched_rows_only(handle, ids) -> np.ndarray:
     """One full forward per layer with that layer's heads as batch rows (no prefix reuse)."""
     info = handle.info
-    ref = reference(run_model(handle, ids).logits, ids)
+    ref = reference(run_with_cache(handle, ids).logits, ids)
     deltas = np.zeros((info.n_layers, info.n_heads))
     for layer in range(info.n_layers):
         edits = compile_edits([[HeadIntervention(layer, h)] for h in range(info.n_heads)], info.n_layers, info.n_heads)
-        deltas[layer] = metric_delta(run_model(handle, ids, edits).logits, ids, Metric("loss"), ref).numpy()
+        deltas[layer] = metric_delta(run_with_cache(handle, ids, edits=edits).logits, ids, Metric("loss"), ref).numpy()
     return deltas.reshape(-1)
 
 

@@ -20,7 +20,7 @@ from analysis.methods.metrics import Metric
 from analysis.methods.patching import PatchingMetric, attribution_patching, head_patching, head_patching_naive, \
     head_position_patching, residual_patching
 from analysis.datasets.probes import patching_pair
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_with_cache
 from analysis.runtime.loading import load_model
 from analysis.runtime.tokens import token_strings
 from analysis.runtime.trace import encode_text
@@ -99,7 +99,7 @@ def ioi_findings(handle, n_pairs: int) -> str:
     top_patching = set(patching.nlargest(6, "effect")["head"])
     top_dla = set(dla.nlargest(6, "difference")["head"])
     top_importance = set(importance.nsmallest(6, "delta")["head"])
-    patterns = run_model(handle, clean, keep_patterns=True).patterns
+    patterns = run_with_cache(handle, clean, sites=("pattern",)).stack("pattern")
     tokens = token_strings(handle.tokenizer, clean[0])
     attends = []
     for row in patching.nlargest(5, "effect").itertuples():

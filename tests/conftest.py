@@ -92,3 +92,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         uses_real_model = _REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ()))
         if uses_real_model or "AppTest" in vars(item.module):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def job_database(tmp_path, monkeypatch):
+    """An empty share-and-jobs database for the test (the app reads ATLAS_DB_PATH when it first opens it)."""
+    from components.panels.job_panel import job_runner, job_store
+    from components.share_links import share_store
+
+    monkeypatch.setenv("ATLAS_DB_PATH", str(tmp_path / "atlas.sqlite"))
+    for cache in (share_store, job_store, job_runner):
+        cache.clear()
+    yield
+    for cache in (share_store, job_store, job_runner):
+        cache.clear()

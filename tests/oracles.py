@@ -6,7 +6,7 @@ duration of the ``with`` block and removes the hook afterwards.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -15,14 +15,15 @@ from analysis.runtime.handle import ModelHandle
 
 
 @contextmanager
-def head_replaced(handle: ModelHandle, layer: int, head: int, value: torch.Tensor | float = 0.0) -> Iterator[None]:
-    """While open, the model's forward sees head ``head`` of ``layer`` replaced by ``value`` before the output projection."""
+def head_rewritten(handle: ModelHandle, layer: int, head: int,
+                   rewrite: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """While open, the model's forward sees head ``head`` of ``layer`` as ``rewrite(z)`` before the output projection."""
     width = handle.info.head_dim
     columns = slice(head * width, (head + 1) * width)
 
     def replace(module, args):
         inputs = args[0].clone()
-        inputs[..., columns] = value
+        inputs[..., columns] = rewrite(inputs[..., columns])
         return (inputs, *args[1:])
 
     hook = handle.parts.output_projections[layer].register_forward_pre_hook(replace)
@@ -30,6 +31,11 @@ def head_replaced(handle: ModelHandle, layer: int, head: int, value: torch.Tenso
         yield
     finally:
         hook.remove()
+
+
+def head_replaced(handle: ModelHandle, layer: int, head: int, value: torch.Tensor | float = 0.0):
+    """While open, the model's forward sees head ``head`` of ``layer`` replaced by ``value`` before the output projection."""
+    return head_rewritten(handle, layer, head, lambda z: torch.zeros_like(z) + torch.as_tensor(value).to(z))
 
 
 def model_output(handle: ModelHandle, ids: torch.Tensor) -> torch.Tensor:

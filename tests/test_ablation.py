@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from analysis.methods.ablation import ablate, clean_run, greedy_generate
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_with_cache
 from analysis.runtime.interventions import EditTensors, HeadIntervention, compile_edits
 from analysis.methods.metrics import Metric, token_loss
 from analysis.datasets.probes import IOI_PROMPT
@@ -45,11 +45,12 @@ def test_scale_one_everywhere_reproduces_the_clean_logits_on_smollm2(smollm2):
     info = smollm2.info
     everything = [HeadIntervention(layer, head, "scale", 1.0) for layer in range(info.n_layers)
                   for head in range(info.n_heads)]
-    clean = run_model(smollm2, ids).logits
-    assert torch.equal(run_model(smollm2, ids, compile_edits([everything], info.n_layers, info.n_heads)).logits, clean)
+    clean = run_with_cache(smollm2, ids).logits
+    assert torch.equal(run_with_cache(smollm2, ids, edits=compile_edits([everything], info.n_layers, info.n_heads)).logits,
+                       clean)
     ones = torch.ones(1, info.n_layers, info.n_heads)  # force the edit onto every layer: z · 1 must be z
     forced = EditTensors(ones, torch.zeros_like(ones, dtype=torch.int8), frozenset(range(info.n_layers)))
-    assert torch.equal(run_model(smollm2, ids, forced).logits, clean)
+    assert torch.equal(run_with_cache(smollm2, ids, edits=forced).logits, clean)
     result = ablate(smollm2, ids, everything)
     assert np.array_equal(result.loss_after, result.loss_before)
     assert result.metrics == {"loss": 0.0, "logprob": 0.0, "kl": 0.0}

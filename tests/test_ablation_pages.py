@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_app_foundation import messages, run_app
-from tests.test_jobs_pages import job_database, rerun_until  # noqa: F401 - job_database is a fixture
+from tests.app_support import messages, run_app
+from tests.app_support import rerun_until
 
 LAB = "pages/ablation_lab.py"
 IMPORTANCE = "pages/importance.py"

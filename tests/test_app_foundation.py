@@ -1,28 +1,9 @@
 """The overview, head and token pages in real Streamlit (AppTest), including bad links."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-def run_app(page: str | None = None, **params: str) -> AppTest:
-    """Open the app with query parameters, directly on ``page`` if given, and run it."""
-    app = AppTest.from_file(APP, default_timeout=180)
-    for key, value in params.items():
-        app.query_params[key] = value
-    if page:
-        app.switch_page(page)
-    return app.run()
-
-
-def messages(app: AppTest) -> str:
-    """All error and warning texts of the last run."""
-    return " ".join(e.value for e in list(app.error) + list(app.warning))
-
+from tests.app_support import messages, run_app
 
 def test_overview_shows_model_summary_and_prediction(smollm2):
     app = run_app()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser_support import click_head_in_grid, running_app, wait_for_app
-from tests.test_app_foundation import messages, run_app
+from tests.app_support import messages, run_app
 
 CENSUS = "pages/census.py"
 

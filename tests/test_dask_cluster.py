@@ -25,7 +25,7 @@ from analysis.jobs.runner import JobRequest, JobRunner
 from analysis.runtime.loading import load_model
 from analysis.share_store import ShareStore
 from tests.browser_support import free_port
-from tests.test_jobs import OPTIONS, assert_same_result, in_process, run_job, tiny_causal_folder
+from tests.jobs_support import OPTIONS, assert_same_result, in_process, run_job, tiny_causal_folder
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ import torch
 from analysis.methods.ablation import greedy_generate, greedy_generate_uncached
 from analysis.methods.census import head_census
 from analysis.methods.logit_attribution import attribution_terms, decompose
-from analysis.runtime.forward import InterventionsUnsupported, head_input_grads, run_model, run_with_cache
+from analysis.runtime.forward import InterventionsUnsupported, head_input_grads, run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import HeadIntervention, SiteEdit, compile_edits
 from analysis.runtime.loading import make_handle
@@ -85,15 +85,16 @@ def test_clean_logits_equal_library_eager(name, record_property):
     assert handle.info.supports_interventions, handle.info.notes
     assert handle.parts.output_projections is not None and handle.info.supports_head_writes
     assert handle.parts.supports_restart is EXPECTED_RESTART[name], handle.info.notes
-    result = run_model(handle, case.ids, keep_patterns=True)
+    result = run_with_cache(handle, case.ids, sites=("pattern",))
     close(result.logits, case.reference)
-    assert len(result.patterns) == len(case.reference_patterns) == handle.info.n_layers
-    for ours, theirs in zip(result.patterns, case.reference_patterns):
+    patterns = result.stack("pattern")
+    assert len(patterns) == len(case.reference_patterns) == handle.info.n_layers
+    for ours, theirs in zip(patterns, case.reference_patterns):
         close(ours, theirs, atol=1e-6)
     config = handle.parts.config
     window = getattr(config, "sliding_window", None)
     kinds = getattr(config, "layer_types", None) or ["sliding_attention" if window else "full_attention"] * 2
-    for kind, pattern in zip(kinds, result.patterns):  # the windows are shorter than the text, so they matter
+    for kind, pattern in zip(kinds, patterns):  # the windows are shorter than the text, so they matter
         query = torch.arange(pattern.shape[-1])
         far = pattern[..., (query[:, None] - query[None, :]) >= WINDOW].sum()
         assert (far == 0) if kind == "sliding_attention" else (far > 1), (kind, float(far))
@@ -107,12 +108,12 @@ def test_zero_ablated_head_equals_hook_oracle(name, layer, head):
     handle, ids, info = case.handle, case.ids, case.handle.info
     with head_replaced(handle, layer, head):
         oracle = model_output(handle, ids)
-    clean = run_model(handle, ids, keep_residuals=True)
+    clean = run_with_cache(handle, ids, sites=("resid_pre",))
     close(clean.logits, case.reference)  # the hook was removed again
     assert (oracle - clean.logits).abs().max() > 1e-3, "zeroing the head should change the output"
     edits = compile_edits([[HeadIntervention(layer, head, "zero", 0.0)]], info.n_layers, info.n_heads)
-    close(run_model(handle, ids, edits).logits, oracle)
-    restarted = run_model(handle, ids, edits, start_layer=layer, start_residual=clean.residuals[layer])
+    close(run_with_cache(handle, ids, edits=edits).logits, oracle)
+    restarted = run_with_cache(handle, ids, edits=edits, start_layer=layer, start_residual=clean["resid_pre", layer])
     close(restarted.logits, oracle)
 
 
@@ -216,7 +217,7 @@ def test_attention_outside_the_interface_is_view_only():
     assert "MPNetModel" in note and "pattern views work" in note and "interventions do not" in note
     ids = tokenizer(ENCODER_TEXT, return_tensors="pt").input_ids
     with pytest.raises(InterventionsUnsupported) as raised:
-        run_model(handle, ids)
+        run_with_cache(handle, ids)
     assert str(raised.value) == note
     trace = run_trace(handle, ENCODER_TEXT)
     patterns = stacked_patterns(trace)
@@ -421,3 +422,28 @@ def test_head_query_input_gradient_equals_oracles(name):
 
     slope = (metric(1.0) - metric(-1.0)) / (2 * epsilon)
     assert slope == pytest.approx(float((grads[layer, head] * direction).sum()), rel=2e-2, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fused_attention_equals_eager(name, monkeypatch):
+    """Runs that keep no pattern use the library's fused kernel (not for Gemma 2's soft-capped attention)."""
+    from analysis.runtime import attention
+
+    case = prepared(name)
+    handle, ids, info = case.handle, case.ids, case.handle.info
+    fused_calls = []
+    original = attention.sdpa_attention_forward
+    monkeypatch.setattr(attention, "sdpa_attention_forward",
+                        lambda *args, **kwargs: fused_calls.append(1) or original(*args, **kwargs))
+    edits = compile_edits([[], [HeadIntervention(0, 1, "scale", 0.5), HeadIntervention(1, 2)]], info.n_layers,
+                          info.n_heads)
+    fused = run_with_cache(handle, ids, edits=edits, sites=("head_output", "resid_post"))
+    assert len(fused_calls) == (0 if name == "gemma2" else info.n_layers)
+    eager = run_with_cache(handle, ids, edits=edits, sites=("head_output", "resid_post", "pattern"))
+    assert len(fused_calls) == (0 if name == "gemma2" else info.n_layers)
+    close(fused.logits[:1], case.reference)
+    close(fused.logits, eager.logits)
+    for layer in range(info.n_layers):
+        close(fused["head_output", layer], eager["head_output", layer])
+        close(fused["resid_post", layer], eager["resid_post", layer])
+    assert (fused.logits[0] - fused.logits[1]).abs().max() > 1e-3

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_app_foundation import messages, run_app
+from tests.app_support import messages, run_app
 
 FLOW, WRITES, COMPARE = "pages/flow.py", "pages/head_writes.py", "pages/compare.py"
 

@@ -10,17 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from analysis.datasets import Dataset
-from analysis.datasets.generators import IOI_TEMPLATES, NAMES, OBJECTS, PLACES, ioi_dataset
+from analysis.datasets.generators import ioi_dataset
 from analysis.jobs.cluster import dask_client
-from analysis.jobs.kinds import KINDS, JobCancelled, compute_rows
+from analysis.jobs.kinds import KINDS, JobCancelled
 from analysis.jobs.records import RESTART_MESSAGE, STALE_SECONDS, JobStore, frame_bytes
 from analysis.jobs.runner import JobRequest, JobRunner, shard, wait_for
 from analysis.methods.importance import ablation_importance
@@ -29,27 +26,9 @@ from analysis.runtime.loading import load_model
 from analysis.runtime.trace import encode_text
 from analysis.share_store import ShareStore, jobs_table
 from tests.postgres_server import postgres_server
-from tests.tiny_models import word_tokenizer
+from tests.jobs_support import OPTIONS, SWEEP_TIMEOUT, assert_same_result, in_process, run_job, tiny_causal_folder
 
 ROOT = Path(__file__).resolve().parent.parent
-SWEEP_TIMEOUT = 120.0
-
-
-def tiny_causal_folder(folder: Path) -> str:
-    """A tiny random LLaMA saved with a word tokenizer that knows every IOI word: a model folder ``load_model``
-    (and so a Dask worker) can open by path."""
-    if not (folder / "config.json").is_file():
-        words = {w.strip(".,").lower() for template in IOI_TEMPLATES for w in template.split() if "{" not in w}
-        vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ",", ".", "cat", "sat", "on", "mat", "dog",
-                      *sorted(words | {n.lower() for n in NAMES} | set(PLACES) | set(OBJECTS))]
-        tokenizer = word_tokenizer(list(dict.fromkeys(vocabulary)))
-        torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                             tie_word_embeddings=True, pad_token_id=0, initializer_range=0.1)
-        LlamaForCausalLM(config).save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="session")
@@ -165,33 +144,6 @@ def test_results_are_stored_compactly():
 
 
 # ---- on the embedded Dask cluster (a LocalCluster of worker processes, started on first use) ----
-
-def in_process(folder: str, request: JobRequest) -> tuple[pd.DataFrame, list]:
-    """The same rows computed in this process, rounded like stored results (float32)."""
-    frame, errors = compute_rows(load_model(folder), KINDS[request.kind], list(enumerate(request.dataset.rows())),
-                                 request.options, request.max_tokens)
-    return frame.astype({c: "float32" for c in frame.columns if frame[c].dtype == "float64"}), errors
-
-
-def assert_same_result(stored: pd.DataFrame, expected: pd.DataFrame) -> None:
-    """Same rows, heads and values (to float32 rounding: workers run torch on one thread, this process on more)."""
-    assert list(stored.columns) == list(expected.columns)
-    pd.testing.assert_frame_equal(stored[["row", "head", "layer", "head_index"]],
-                                  expected[["row", "head", "layer", "head_index"]], check_dtype=False)
-    values = [c for c in stored.columns if c not in ("row", "head", "layer", "head_index")]
-    np.testing.assert_allclose(stored[values].to_numpy(np.float64), expected[values].to_numpy(np.float64),
-                               rtol=1e-5, atol=1e-6)
-
-
-def run_job(runner: JobRunner, request: JobRequest):
-    record = wait_for(runner.jobs, runner.submit(request), SWEEP_TIMEOUT)
-    assert record.status == "done", record.message
-    return record
-
-
-OPTIONS = {"census": {}, "gradient": {"metric": "logprob", "mode": "zero"}, "exact": {"metric": "kl", "mode": "mean"},
-           "patching": {"metric": "logit_diff", "direction": "denoise"}}
-
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory) -> JobRunner:

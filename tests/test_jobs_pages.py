@@ -5,40 +5,10 @@ the job's record says it is done, as a browser's polling fragment would.
 """
 from __future__ import annotations
 
-import time
-
-import pytest
-
 from analysis.datasets.generators import ioi_dataset
-from tests.test_app_foundation import messages, run_app
+from tests.app_support import messages, rerun_until, run_app
 
 DATASETS = "pages/datasets.py"
-JOB_TIMEOUT = 400.0
-
-
-@pytest.fixture
-def job_database(tmp_path, monkeypatch):
-    """An empty share-and-jobs database for the test (the app reads ATLAS_DB_PATH when it first opens it)."""
-    from components.panels.job_panel import job_runner, job_store
-    from components.share_links import share_store
-
-    monkeypatch.setenv("ATLAS_DB_PATH", str(tmp_path / "atlas.sqlite"))
-    for cache in (share_store, job_store, job_runner):
-        cache.clear()
-    yield
-    for cache in (share_store, job_store, job_runner):
-        cache.clear()
-
-
-def rerun_until(app, done, timeout: float = JOB_TIMEOUT):
-    """Re-run the page every second until ``done(app)`` (the job ended) or the timeout passes."""
-    deadline = time.monotonic() + timeout
-    while not done(app):
-        assert not app.exception, app.exception
-        assert time.monotonic() < deadline, f"the job did not finish: {[p.proto.text for p in app.get('progress')]}"
-        time.sleep(1.0)
-        app.run()
-    return app
 
 
 def _finished(app) -> bool:

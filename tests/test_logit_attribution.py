@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.runtime.attention import CallRecord
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_with_cache
 from analysis.runtime.interventions import HeadIntervention, compile_edits
 from analysis.methods.logit_attribution import LogitAttributionUnsupported, attribution_terms, decompose, \
     head_attribution, head_logit_lens
@@ -36,8 +35,7 @@ def test_terms_add_up_to_every_logit_on_a_tiny_model(tiny_llama_handle, position
 
 def test_the_frozen_norm_is_the_final_norm_of_the_clean_run(smollm2, ioi):
     ids, decomposition, _ = ioi
-    last_input = run_model(smollm2, ids, keep_residuals=True).residuals[-1]
-    final = smollm2.parts.run_layers(last_input, smollm2.info.n_layers - 1, CallRecord({}))[0, -1]
+    final = run_with_cache(smollm2, ids, sites=("resid_post",)).final_stream[0, -1]
     with torch.inference_mode():
         normed = smollm2.parts.final_norm(final).float().numpy()
     np.testing.assert_allclose(decomposition.total, normed, rtol=1e-4, atol=1e-4)
@@ -63,7 +61,7 @@ def test_heads_with_the_largest_dla_to_mary_matter_when_ablated(smollm2, ioi):
     top = [HeadIntervention(int(r.layer), int(r.head_index)) for r in ranked.head(3).itertuples()]
     negative = [HeadIntervention(int(r.layer), int(r.head_index)) for r in ranked.tail(3).itertuples()]
     edits = compile_edits([[], top, negative], smollm2.info.n_layers, smollm2.info.n_heads)
-    probability = torch.softmax(run_model(smollm2, ids, edits).logits[:, -1].float(), -1)[:, mary]
+    probability = torch.softmax(run_with_cache(smollm2, ids, edits=edits).logits[:, -1].float(), -1)[:, mary]
     clean, without_top, without_negative = probability.tolist()
     assert clean == pytest.approx(0.923, abs=0.005)
     assert without_top < clean - 0.3  # measured 0.923 -> 0.449

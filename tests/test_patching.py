@@ -21,7 +21,7 @@ from analysis.methods.patching import PatchingError, PatchingMetric, attribution
     head_patching_naive, head_position_patching, residual_patching
 from analysis.methods.patching_metric import metric_values
 from analysis.methods.patching_runs import Patch, patched_values, prepare_runs
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_with_cache
 from analysis.runtime.interventions import EditBases, HeadIntervention, compile_edits
 from analysis.runtime.loading import make_handle
 from tests.family_models import FAMILIES, build_family
@@ -155,7 +155,7 @@ def test_attribution_is_the_derivative_of_the_exact_patch(name):
     rows = [[HeadIntervention(layer, head, "resample", 1.0 - sign * epsilon)] for layer in range(info.n_layers)
             for head in range(info.n_heads) for sign in (1, -1)]
     edits = compile_edits(rows, info.n_layers, info.n_heads, EditBases(source=runs.clean.head_outputs))
-    values = metric_values(run_model(handle, corrupted, edits, last_logits=1).logits, runs.metric,
+    values = metric_values(run_with_cache(handle, corrupted, edits=edits, last_logits=1).logits, runs.metric,
                            runs.clean_log_probs).double().numpy().reshape(-1, 2)
     slope = (values[:, 0] - values[:, 1]) / (2 * epsilon)  # dM/dε at ε = 0, per head
     predicted = runs.baseline.normalise(runs.baseline.corrupted + slope)

@@ -8,8 +8,8 @@ import numpy as np
 
 from analysis.datasets.natural_text import NATURAL_SENTENCES
 from analysis.datasets.probes import CORRUPTED_FACTUAL_PROMPT, CORRUPTED_IOI_PROMPT, FACTUAL_PROMPT, IOI_PROMPT
-from tests.test_app_foundation import messages, run_app
-from tests.test_jobs_pages import job_database, rerun_until  # noqa: F401 - job_database is a fixture
+from tests.app_support import messages, run_app
+from tests.app_support import rerun_until
 
 PAGE = "pages/patching.py"
 

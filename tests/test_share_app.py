@@ -10,7 +10,7 @@ import pytest
 from analysis.share_store import ShareStore
 from analysis.viewstate import FIELDS, MAX_URL_TEXT_CHARS, parse_state
 from tests.browser_support import running_app, selected_option, wait_for_app
-from tests.test_app_foundation import messages, run_app
+from tests.app_support import messages, run_app
 
 HEAD_VIEW = "pages/head_view.py"
 

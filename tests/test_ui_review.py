@@ -10,7 +10,7 @@ import pytest
 from analysis.datasets.probes import EXAMPLE_TEXTS
 from analysis.runtime.models import EMBEDDED_MODELS, EmbeddedModel
 from components.figures.compare import MAX_CELLS, pattern_panel
-from tests.test_app_foundation import messages, run_app
+from tests.app_support import messages, run_app
 
 LAB, CENSUS, FLOW, COMPARE = "pages/ablation_lab.py", "pages/census.py", "pages/flow.py", "pages/compare.py"
 OVERVIEW = "pages/overview.py"

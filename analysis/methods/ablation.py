@@ -16,9 +16,9 @@ import pandas as pd
 import torch
 
 from analysis.methods.reference import reference_means
-from analysis.runtime.attention import CALL_KEYWORD, CallRecord
 from analysis.runtime.pooling import pool_pattern
-from analysis.runtime.forward import check_editable, layer_attention, run_model
+from analysis.runtime.cache import ActivationCache
+from analysis.runtime.forward import generate_greedy, layer_attention, run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.heads import heads_frame
 from analysis.runtime.interventions import EditBases, EditTensors, HeadIntervention, MissingBaseError, compile_edits
@@ -34,7 +34,7 @@ class CleanRun:
     """The clean run of one text, kept to compare every ablation against (read-only, shareable)."""
 
     input_ids: torch.Tensor  # [1, tokens]
-    residuals: list[torch.Tensor]  # the residual stream entering each layer (patterns are recomputed from it)
+    cache: ActivationCache  # keeps resid_pre of every layer (patterns are recomputed from it)
     reference: Reference | None  # causal models: clean per-token loss and next-token log-probs
     hidden: torch.Tensor | None  # encoders: the final hidden states [tokens, d_model]
 
@@ -56,18 +56,18 @@ class AblationResult:
 
 def clean_run(handle: ModelHandle, input_ids: torch.Tensor) -> CleanRun:
     """Run the text once without edits, keeping the residual stream (linear in the length)."""
-    result = run_model(handle, input_ids, keep_residuals=True)
+    cache = run_with_cache(handle, input_ids, sites=("resid_pre",))
     return CleanRun(
         input_ids=input_ids,
-        residuals=result.residuals,
-        reference=reference(result.logits, input_ids) if handle.info.causal else None,
-        hidden=None if handle.info.causal else result.logits[0],
+        cache=cache,
+        reference=reference(cache.logits, input_ids) if handle.info.causal else None,
+        hidden=None if handle.info.causal else cache.logits[0],
     )
 
 
 def source_outputs(handle: ModelHandle, source_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Every layer's head outputs [tokens, heads, head_dim] on another text (what "resample" edits take)."""
-    return tuple(z[0] for z in run_model(handle, source_ids, keep_head_outputs=True).head_outputs)
+    return tuple(run_with_cache(handle, source_ids, sites=("head_output",)).stack("head_output")[:, 0])
 
 
 def edit_tensors(handle: ModelHandle, rows: list[list[HeadIntervention]], input_ids: torch.Tensor,
@@ -111,7 +111,7 @@ def _downstream(handle: ModelHandle, clean: CleanRun, edits: EditTensors, edited
     frame = frame.iloc[ranked].reset_index(drop=True)
     before, after = {}, {}
     for name, layer, head in zip(frame["head"], frame["layer"], frame["head_index"]):
-        for kept, residual, row_edits in ((before, clean.residuals[layer], None),
+        for kept, residual, row_edits in ((before, clean.cache["resid_pre", layer], None),
                                           (after, edited_residuals[layer], edits)):
             pattern = layer_attention(handle, clean.input_ids, layer, residual, row_edits)[0, head].float().cpu().numpy()
             kept[name] = pool_pattern(pattern, PATTERN_CELLS)
@@ -134,13 +134,13 @@ def ablate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[Hea
         start = min(edits.active_layers)
 
         def compare_layer(layer: int, weights: torch.Tensor) -> None:
-            clean_weights = layer_attention(handle, input_ids, layer, clean.residuals[layer])
+            clean_weights = layer_attention(handle, input_ids, layer, clean.cache["resid_pre", layer])
             change[layer] = _pattern_change(clean_weights[0], weights[0])
 
-        edited = run_model(handle, input_ids, edits, keep_residuals=True, start_layer=start,
-                           start_residual=clean.residuals[start], on_pattern=compare_layer)
+        edited = run_with_cache(handle, input_ids, edits=edits, sites=("resid_pre",), start_layer=start,
+                                start_residual=clean.cache["resid_pre", start], on_pattern=compare_layer)
         output = edited.logits
-        edited_residuals = dict(zip(range(start, handle.info.n_layers), edited.residuals))
+        edited_residuals = {layer: edited["resid_pre", layer] for layer in edited.layers("resid_pre")}
     downstream, patterns_before, patterns_after = _downstream(handle, clean, edits, edited_residuals, change,
                                                               n_downstream)
     common = dict(interventions=tuple(interventions), tokens=token_strings(handle.tokenizer, input_ids[0]),
@@ -173,18 +173,7 @@ def greedy_generate(handle: ModelHandle, input_ids: torch.Tensor, interventions:
     """
     if not handle.info.causal:
         raise MetricError("Generation needs a causal language model.")
-    check_editable(handle)
-    edits = edit_tensors(handle, [interventions], input_ids, source_ids)
-    record = CallRecord(handle.parts.layer_of, edits if edits.active_layers else None)
-    ids, cache, generated = input_ids.to(handle.device), None, []
-    with torch.inference_mode():
-        for _ in range(n_tokens):
-            output = handle.model(ids, cache=cache, use_cache=True, **{CALL_KEYWORD: record})
-            record.position_offset += ids.shape[1]
-            cache, next_id = output.cache, int(output.logits[0, -1].argmax())
-            generated.append(next_id)
-            ids = torch.tensor([[next_id]], device=handle.device)
-    return generated
+    return generate_greedy(handle, input_ids, edit_tensors(handle, [interventions], input_ids, source_ids), n_tokens)
 
 
 def greedy_generate_uncached(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[HeadIntervention],
@@ -194,7 +183,7 @@ def greedy_generate_uncached(handle: ModelHandle, input_ids: torch.Tensor, inter
     edits = edits if edits.active_layers else None
     ids, generated = input_ids, []
     for _ in range(n_tokens):
-        next_id = int(run_model(handle, ids, edits).logits[0, -1].argmax())
+        next_id = int(run_with_cache(handle, ids, edits=edits).logits[0, -1].argmax())
         generated.append(next_id)
         ids = torch.cat([ids, torch.tensor([[next_id]], device=ids.device)], dim=1)
     return generated

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.runtime.forward import run_model, run_patterns
+from analysis.runtime.forward import run_patterns, run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.methods.head_scores import (class_mass, duplicate_token_score, first_token_score, induction_score,
                                   local_mass, mean_distance, normalised_entropy, offset_score)
@@ -97,11 +97,12 @@ def _run(handle: ModelHandle, ids: torch.Tensor, score: LayerScores) -> tuple[di
         per_layer[layer] = score(weights[:1].float().cpu().numpy())
 
     if handle.parts.supports_interventions:
-        result = run_model(handle, ids, keep_head_outputs=writes_known, last_logits=1, on_pattern=score_layer)
+        result = run_with_cache(handle, ids, sites=("head_output",) if writes_known else (), last_logits=1,
+                                on_pattern=score_layer)
     else:
         result = run_patterns(handle, ids)
-        for layer, weights in enumerate(result.patterns):
-            score_layer(layer, weights)
+        for layer in result.layers("pattern"):
+            score_layer(layer, result["pattern", layer])
     layers = sorted(per_layer)
     scores = {name: np.concatenate([per_layer[layer][name] for layer in layers]) for name in per_layer[layers[0]]}
     info = handle.info
@@ -109,7 +110,8 @@ def _run(handle: ModelHandle, ids: torch.Tensor, score: LayerScores) -> tuple[di
         return scores, np.full((info.n_layers, info.n_heads), np.nan)
     norms = np.zeros((info.n_layers, info.n_heads))
     with torch.inference_mode():
-        for layer, z in enumerate(result.head_outputs):
+        for layer in result.layers("head_output"):
+            z = result["head_output", layer]
             weight = handle.parts.head_write_weight(layer).view(-1, info.n_heads, info.head_dim)
             writes = torch.einsum("thd,mhd->htm", z[0].float(), weight.float())
             norms[layer] = writes.norm(dim=-1).mean(dim=-1).cpu().numpy()

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.heads import heads_frame
 from analysis.methods.reference import mean_bases
@@ -58,7 +58,7 @@ def ablation_importance(handle: ModelHandle, input_ids: torch.Tensor, metric: Me
     """
     _check(handle, mode)
     info = handle.info
-    clean = run_model(handle, input_ids, keep_residuals=True)
+    clean = run_with_cache(handle, input_ids, sites=("resid_pre",))
     ref = reference(clean.logits, input_ids)
     metric = with_default_target(metric, ref)
     bases = _bases(handle, mode)
@@ -69,8 +69,9 @@ def ablation_importance(handle: ModelHandle, input_ids: torch.Tensor, metric: Me
             heads = range(first, min(first + rows_per_call, info.n_heads))
             edits = compile_edits([[HeadIntervention(layer, h, mode, 0.0)] for h in heads], info.n_layers, info.n_heads,
                                   bases)
-            logits = run_model(handle, input_ids, edits, start_layer=layer, start_residual=clean.residuals[layer],
-                               last_logits=last_logits_needed(metric)).logits
+            logits = run_with_cache(handle, input_ids, edits=edits, start_layer=layer,
+                                    start_residual=clean["resid_pre", layer],
+                                    last_logits=last_logits_needed(metric)).logits
             deltas[layer, heads.start:heads.stop] = metric_delta(logits, input_ids, metric, ref).cpu().numpy()
         if progress is not None:
             progress(layer + 1, info.n_layers)
@@ -82,7 +83,7 @@ def ablation_importance_naive(handle: ModelHandle, input_ids: torch.Tensor, metr
     """The reference: one full forward per head (what ``ablation_importance`` must reproduce)."""
     _check(handle, mode)
     info = handle.info
-    clean = run_model(handle, input_ids)
+    clean = run_with_cache(handle, input_ids)
     ref = reference(clean.logits, input_ids)
     metric = with_default_target(metric, ref)
     bases = _bases(handle, mode)
@@ -90,7 +91,7 @@ def ablation_importance_naive(handle: ModelHandle, input_ids: torch.Tensor, metr
     for layer in range(info.n_layers):
         for head in range(info.n_heads):
             edits = compile_edits([[HeadIntervention(layer, head, mode, 0.0)]], info.n_layers, info.n_heads, bases)
-            logits = run_model(handle, input_ids, edits, last_logits=last_logits_needed(metric)).logits
+            logits = run_with_cache(handle, input_ids, edits=edits, last_logits=last_logits_needed(metric)).logits
             deltas[layer, head] = float(metric_delta(logits, input_ids, metric, ref)[0])
         if progress is not None:
             progress(layer + 1, info.n_layers)
@@ -107,7 +108,7 @@ def gradient_importance(handle: ModelHandle, input_ids: torch.Tensor, metric: Me
     _check(handle, mode)
     info = handle.info
     gates = torch.ones(info.n_layers, info.n_heads, requires_grad=True)
-    logits = run_model(handle, input_ids, gate_edits(gates, mode, _bases(handle, mode)), grad=True).logits
+    logits = run_with_cache(handle, input_ids, edits=gate_edits(gates, mode, _bases(handle, mode)), grad=True).logits
     with torch.no_grad():
         ref = reference(logits, input_ids)
     metric = with_default_target(metric, ref)

@@ -14,11 +14,11 @@ the full sum. Layers that normalise the attention's output before adding it (Gem
 same way, with the scale of the layer's whole attention output. A single term's value is what it adds with
 the other terms held fixed; it ignores how the term would change the norms (Elhage et al. 2021, "A
 Mathematical Framework for Transformer Circuits"; nostalgebraist 2020, the logit lens). The "MLP" term of a
-layer is everything the layer adds besides its heads: the MLP's write. Models with a final logit soft-cap
+layer is the MLP's write (the site ``mlp_out``). Models with a final logit soft-cap
 (Gemma 2) are attributed before the cap.
 
 Encoders such as MiniLM have no unembedding, so ``LogitAttributionUnsupported`` is raised for them, as for
-architectures whose head writes or layer restart the runtime could not find (``ModelInfo.notes``).
+architectures whose head or MLP writes the runtime could not read (``ModelInfo.notes``).
 """
 from __future__ import annotations
 
@@ -29,8 +29,7 @@ import pandas as pd
 import torch
 
 from analysis.heads import head_label, heads_frame
-from analysis.runtime.attention import CallRecord
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.norms import freeze_norm
 from analysis.runtime.tokens import token_strings
@@ -69,23 +68,9 @@ def check_supported(handle: ModelHandle) -> None:
         raise LogitAttributionUnsupported(
             f"{info.name} has no unembedding (it is an encoder), so heads cannot be read as logits. Direct logit "
             "attribution needs a causal LM such as smollm2-135m.")
-    if not (parts.supports_head_writes and parts.supports_restart):
+    if not (parts.supports_head_writes and parts.supports_stream_writes):
         raise LogitAttributionUnsupported(
             f"{info.name}: heads cannot be read as logits here. " + " ".join(info.notes))
-
-
-def _head_writes(handle: ModelHandle, layer: int, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each head's write [heads, d_model] and the bias [d_model] of one layer at one position (z [heads, hd])."""
-    parts, info = handle.parts, handle.info
-    weight = parts.head_write_weight(layer).float().view(-1, info.n_heads, info.head_dim)
-    writes = torch.einsum("dhk,hk->hd", weight, z.float())
-    bias = parts.head_write_bias(layer)
-    bias = torch.zeros(writes.shape[-1]) if bias is None else bias.float()
-    norm = parts.attention_output_norms[layer]
-    if norm is None:
-        return writes, bias
-    frozen = freeze_norm(norm, writes.sum(0) + bias)
-    return frozen.linear(writes), frozen.linear(bias) + frozen.bias
 
 
 def decompose(handle: ModelHandle, input_ids: torch.Tensor, position: int = -1) -> ResidualDecomposition:
@@ -96,26 +81,21 @@ def decompose(handle: ModelHandle, input_ids: torch.Tensor, position: int = -1) 
     if not -n_tokens <= position < n_tokens:
         raise ValueError(f"Position {position} is outside the text ({n_tokens} tokens).")
     position %= n_tokens
-    result = run_model(handle, input_ids, keep_residuals=True, keep_head_outputs=True)
-    with torch.inference_mode():  # the stream after the last layer: that layer once more, from its input
-        final_residual = parts.run_layers(result.residuals[-1], parts.n_layers - 1, CallRecord(parts.layer_of))
-        streams = [r[0, position].float() for r in result.residuals] + [final_residual[0, position].float()]
-        final = freeze_norm(parts.final_norm, streams[-1])
-        heads, biases, mlps = [], [], []
-        for layer, z in enumerate(result.head_outputs):
-            writes, bias = _head_writes(handle, layer, z[0, position])
-            heads.append(writes)
-            biases.append(bias)
-            mlps.append(streams[layer + 1] - streams[layer] - writes.sum(0) - bias)
-        last = final_residual[:, position]
-        logits = parts.unembedding(last if parts.final_norm is None else parts.final_norm(last))[0]
+    last = parts.n_layers - 1
+    cache = run_with_cache(handle, input_ids, sites=lambda site, layer: site in ("head_output", "mlp_out") or (
+        site, layer) in (("resid_pre", 0), ("resid_post", last)))
+    with torch.inference_mode():
+        stream = cache.final_stream[:, position]
+        final = freeze_norm(parts.final_norm, stream[0].float())
+        writes = [cache.attention_writes(layer, [position]) for layer in range(parts.n_layers)]
+        logits = parts.unembedding(stream if parts.final_norm is None else parts.final_norm(stream))[0]
         as_numpy = lambda tensor: final.linear(tensor).cpu().numpy()  # noqa: E731
         return ResidualDecomposition(
             position=position,
-            embedding=as_numpy(streams[0]),
-            heads=as_numpy(torch.stack(heads)),
-            attention_bias=as_numpy(torch.stack(biases)),
-            mlp=as_numpy(torch.stack(mlps)),
+            embedding=as_numpy(cache["resid_pre", 0][0, position].float()),
+            heads=as_numpy(torch.stack([heads[0, 0] for heads, _ in writes])),
+            attention_bias=as_numpy(torch.stack([bias[0, 0] for _, bias in writes])),
+            mlp=as_numpy(cache.stack("mlp_out")[:, 0, position].float()),
             norm_bias=final.bias.cpu().numpy(),
             logits=logits.float().cpu().numpy(),
         )

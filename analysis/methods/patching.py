@@ -29,7 +29,7 @@ from analysis.heads import head_label, heads_frame
 from analysis.methods.patching_metric import PATCHING_METRICS, PatchingMetric, metric_values
 from analysis.methods.patching_runs import DIRECTIONS, Patch, PatchingError, PatchingRuns, Progress, \
     patch_edits, patched_values, prepare_runs
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import EditBases, gate_edits
 from analysis.runtime.tokens import token_strings
@@ -68,7 +68,7 @@ def head_patching_naive(handle: ModelHandle, clean_ids: torch.Tensor, corrupted_
     for index in range(info.n_total_heads):
         patch = Patch(heads=(divmod(index, info.n_heads),))
         edits = patch_edits(handle, [patch], runs.source(direction), runs.n_tokens)
-        logits = run_model(handle, base.ids, edits, last_logits=1).logits
+        logits = run_with_cache(handle, base.ids, edits=edits, last_logits=1).logits
         values[index] = float(metric_values(logits, runs.metric, runs.clean_log_probs)[0])
     return _head_frame(handle, runs, values)
 
@@ -133,7 +133,7 @@ def attribution_patching(handle: ModelHandle, clean_ids: torch.Tensor, corrupted
     info = handle.info
     gates = torch.ones(info.n_layers, info.n_heads, requires_grad=True)
     edits = gate_edits(gates, "resample", EditBases(source=runs.source(direction).head_outputs))
-    logits = run_model(handle, runs.base(direction).ids, edits, grad=True, last_logits=1).logits
+    logits = run_with_cache(handle, runs.base(direction).ids, edits=edits, grad=True, last_logits=1).logits
     value = metric_values(logits, runs.metric, runs.clean_log_probs)[0]
     (gradient,) = torch.autograd.grad(value, gates)
     return _head_frame(handle, runs, float(value.detach()) - gradient.numpy())

@@ -6,8 +6,8 @@ the residual stream entering a layer, at every position or at chosen ones. Denoi
 with activations from the clean run; noising runs the clean prompt with activations from the corrupted run.
 
 Nothing below the first patched layer changes, so a patched run restarts from the base run's residual stream
-there (``start_layer``/``start_residual``, or ``ModelParts.run_layers`` when the stream itself is patched), and
-the patches that start at the same layer share one batched call, one batch row each.
+there (``start_layer``/``start_residual``; a patched stream is a ``resid_pre`` site edit), and the patches that
+start at the same layer share one batched call, one batch row each.
 """
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ import torch
 
 from analysis.methods.metrics import MetricError
 from analysis.methods.patching_metric import Baseline, PatchingMetric, metric_values, resolve_metric
-from analysis.runtime.attention import CallRecord
-from analysis.runtime.forward import run_model
+from analysis.runtime.cache import ActivationCache
+from analysis.runtime.forward import run_with_cache
 from analysis.runtime.handle import ModelHandle
-from analysis.runtime.interventions import EditBases, EditTensors, HeadIntervention, compile_edits
+from analysis.runtime.interventions import EditBases, Edits, EditTensors, HeadIntervention, SiteEdit, compile_edits
 from analysis.runtime.tokens import display_token, token_strings
 
 DIRECTIONS: dict[str, str] = {
@@ -44,9 +44,22 @@ class PromptRun:
     """One unpatched run, with what patches take from it."""
 
     ids: torch.Tensor  # [1, tokens]
-    residuals: tuple[torch.Tensor, ...]  # the stream entering each layer, [1, tokens, d_model]
-    head_outputs: tuple[torch.Tensor, ...]  # per layer: z [tokens, heads, head_dim]
-    last_logits: torch.Tensor  # [vocab]: next-token logits at the last position
+    cache: ActivationCache  # keeps resid_pre and head_output of every layer
+
+    @property
+    def residuals(self) -> tuple[torch.Tensor, ...]:
+        """The stream entering each layer, [1, tokens, d_model]."""
+        return tuple(self.cache.stack("resid_pre"))
+
+    @property
+    def head_outputs(self) -> tuple[torch.Tensor, ...]:
+        """Per layer: z [tokens, heads, head_dim] (what "resample" edits take)."""
+        return tuple(self.cache.stack("head_output")[:, 0])
+
+    @property
+    def last_logits(self) -> torch.Tensor:
+        """[vocab]: next-token logits at the last position."""
+        return self.cache.logits[0, -1]
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,8 +142,7 @@ def check_lengths(handle: ModelHandle, clean_ids: torch.Tensor, corrupted_ids: t
 
 
 def _prompt_run(handle: ModelHandle, ids: torch.Tensor) -> PromptRun:
-    result = run_model(handle, ids, keep_residuals=True, keep_head_outputs=True, last_logits=1)
-    return PromptRun(ids, tuple(result.residuals), tuple(z[0] for z in result.head_outputs), result.logits[0, -1])
+    return PromptRun(ids, run_with_cache(handle, ids, sites=("resid_pre", "head_output"), last_logits=1))
 
 
 def prepare_runs(handle: ModelHandle, clean_ids: torch.Tensor, corrupted_ids: torch.Tensor,
@@ -169,32 +181,16 @@ def patch_edits(handle: ModelHandle, patches: Sequence[Patch], source: PromptRun
                          positions)
 
 
-def run_from_residual(handle: ModelHandle, residual: torch.Tensor, start_layer: int,
-                      edits: EditTensors | None = None) -> torch.Tensor:
-    """Last-position logits [batch, 1, vocab] of layers ``start_layer…`` run from ``residual`` [batch, tokens,
-    d_model] (the stream entering ``start_layer``), with ``edits``; needs the model's layer restart."""
-    parts = handle.parts
-    if not parts.supports_restart:
-        raise PatchingError("Patching the residual stream needs the layer restart, which this model does not "
-                            "allow: " + " ".join(handle.info.notes))
-    with torch.inference_mode():
-        final = parts.run_layers(residual.to(handle.device), start_layer, CallRecord(parts.layer_of, edits))
-        return parts.readout(final[:, -1:])
-
-
 def _patched_logits(handle: ModelHandle, patches: Sequence[Patch], base: PromptRun, source: PromptRun,
                     start: int) -> torch.Tensor:
     """Last-position logits of patched runs that all start at layer ``start``, as one batched call."""
-    edits = patch_edits(handle, patches, source, base.ids.shape[1])
-    if all(patch.residual_layer is None for patch in patches):
-        return run_model(handle, base.ids, edits, start_layer=start, start_residual=base.residuals[start],
-                         last_logits=1).logits
-    residual = base.residuals[start].expand(len(patches), -1, -1).clone()
-    for row, patch in enumerate(patches):
-        if patch.residual_layer is not None:
-            where = slice(None) if patch.positions is None else list(patch.positions)
-            residual[row, where] = source.residuals[start][0, where]
-    return run_from_residual(handle, residual, start, edits)
+    streams = [SiteEdit("resid_pre", patch.residual_layer, source.cache["resid_pre", patch.residual_layer]
+                        [:, list(patch.positions) if patch.positions is not None else slice(None)],
+                        positions=patch.positions, rows=(row,))
+               for row, patch in enumerate(patches) if patch.residual_layer is not None]
+    edits = Edits(patch_edits(handle, patches, source, base.ids.shape[1]), tuple(streams))
+    return run_with_cache(handle, base.ids, edits=edits, start_layer=start,
+                          start_residual=base.cache["resid_pre", start], last_logits=1).logits
 
 
 def patched_values(handle: ModelHandle, runs: PatchingRuns, patches: Sequence[Patch], direction: str = "denoise",

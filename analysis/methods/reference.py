@@ -14,7 +14,7 @@ import weakref
 import torch
 
 from analysis.datasets.probes import EXAMPLE_TEXTS, random_token_ids
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import EditBases
 
@@ -42,7 +42,7 @@ def reference_means(handle: ModelHandle) -> torch.Tensor:
     with _lock:
         cached = _cache.get(handle)
         if cached is None:
-            outputs = [torch.stack([z[0, 1:] for z in run_model(handle, ids, keep_head_outputs=True).head_outputs])
+            outputs = [run_with_cache(handle, ids, sites=("head_output",)).stack("head_output")[:, 0, 1:]
                        for ids in reference_texts(handle)]  # each [layers, tokens - 1, heads, head_dim]
             cached = torch.cat(outputs, dim=1).float().mean(dim=1)
             _cache[handle] = cached

@@ -88,13 +88,25 @@ class ModelParts:
         """The output projection's bias [d_model], or None."""
         return getattr(self.output_projections[layer], "bias", None)
 
+    @property
+    def layer_types(self) -> list[str]:
+        """Per layer "full_attention" or "sliding_attention", from the config as the model's own mask builders read it."""
+        layer_types = getattr(self.config, "layer_types", None)
+        sliding = getattr(self.config, "sliding_window", None) is not None
+        return list(layer_types) if layer_types else ["sliding_attention" if sliding else "full_attention"] * len(
+            self.layers)
+
+    @property
+    def causal_layers(self) -> frozenset[int]:
+        """Layers of a decoder whose mask (inputs without padding) is exactly causal."""
+        if not self.causal:
+            return frozenset()
+        return frozenset(index for index, kind in enumerate(self.layer_types) if kind == "full_attention")
+
     def layer_inputs(self, residual: torch.Tensor) -> list[dict]:
         """The keywords every layer receives for a sequence like ``residual`` [batch, tokens, d_model]."""
         position_ids = torch.arange(residual.shape[1], device=residual.device)[None]
-        layer_types = getattr(self.config, "layer_types", None)
-        sliding = getattr(self.config, "sliding_window", None) is not None
-        types = list(layer_types) if layer_types else ["sliding_attention" if sliding else "full_attention"] * len(
-            self.layers)
+        types = self.layer_types
         masks, rotations = {}, {}
         for kind in set(types):
             if self.causal:
@@ -274,7 +286,6 @@ def _with_restart_check(parts: ModelParts, hidden_states: tuple[torch.Tensor, ..
         reason = "its layers, run from a cached residual stream, did not reproduce the full forward"
     if matches:
         return replace(parts, supports_restart=True)
-    note = (f"Layer restart is off for this architecture ({reason[:200]}): edited runs are full forwards, "
-            "and direct logit attribution is unavailable.")
+    note = f"Layer restart is off for this architecture ({reason[:200]}): edited runs are full forwards."
     return replace(parts, notes=parts.notes + (note,))
 

@@ -57,6 +57,9 @@ class CallRecord:
     fused: bool = True  # layers that need no weights may run the fused attention
     position_offset: int = 0  # position of the first query (generation with a KV cache)
     on_pattern: Callable[[int, torch.Tensor], None] | None = None  # called with (layer, weights) as each runs
+    key_readout: torch.Tensor | None = None  # [keys, c]: columns every layer's attention also reads (A · R)
+    on_key_readout: Callable[[int, torch.Tensor], None] | None = None  # (layer, A · R [b, query, heads, c])
+    causal_layers: frozenset[int] = frozenset()  # layers whose mask is exactly causal: the fused kernel's own
     stop_after_layer: int | None = None  # raise StopForward once this layer's attention has run
     store: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)  # (site, layer) -> tensor
     call_order: list[int] = field(default_factory=list)  # id(module) of each attention call, in order
@@ -119,12 +122,20 @@ def atlas_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
                                               dropout=dropout, **kwargs)
     query, key, value = record.before_attention(module, query, key, value)
     layer = record.layer_of.get(id(module))
-    if kwargs.get("softcap") is None and layer is not None and not record.needs_weights(layer):
-        output, weights = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                                 scaling=scaling, **kwargs)
-    else:
-        output, weights = _model_eager_attention(module)(module, query, key, value, attention_mask,
-                                                         scaling=scaling, dropout=dropout, **kwargs)
+    fused = kwargs.get("softcap") is None and layer is not None and not record.needs_weights(layer)
+
+    def attend(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if fused:  # an exactly causal mask is the kernel's own (is_causal), which is faster than a given one
+            mask = None if layer in record.causal_layers else attention_mask
+            return sdpa_attention_forward(module, query, key, values, mask, dropout=dropout, scaling=scaling,
+                                          **kwargs)
+        return _model_eager_attention(module)(module, query, key, values, attention_mask, scaling=scaling,
+                                              dropout=dropout, **kwargs)
+
+    output, weights = attend(value)
+    if record.key_readout is not None and layer is not None:
+        columns = record.key_readout.to(value)[None, None].expand(*value.shape[:2], -1, -1)
+        record.on_key_readout(layer, attend(columns)[0])
     return record.after_attention(module, output, weights), weights
 
 

@@ -9,6 +9,7 @@ output (``analysis.runtime.norms``), so the terms still add up exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence, Union
 
 import torch
 
@@ -18,6 +19,7 @@ from analysis.runtime.norms import FrozenNorm, freeze_norm
 from analysis.runtime.sites import LOGITS, check_site
 
 _ALIASES = {"attn_in": "resid_pre"}
+Positions = Union[slice, Sequence[int], None]
 
 
 class SiteNotKept(KeyError):
@@ -88,17 +90,18 @@ class ActivationCache:
             raise ValueError(f"No gradient at {site} of layer {layer}: run with grad=True, then call backward().")
         return tensor.grad
 
-    def head_writes(self, layer: int) -> torch.Tensor:
+    def head_writes(self, layer: int, positions: Positions = None) -> torch.Tensor:
         """Each query head's write to the stream at ``layer``: [b, t, H, d] (``W_O,h z_h``, through Gemma's
         attention-output norm with its scale frozen at the layer's whole attention output)."""
-        return self._layer_writes(layer)[0]
+        return self.attention_writes(layer, positions)[0]
 
-    def _layer_writes(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(head writes [b, t, H, d], the rest of the attention's write [b, t, d]: bias and norm bias)."""
+    def attention_writes(self, layer: int, positions: Positions = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attention's write at ``layer`` split into (head writes [b, t', H, d], the rest [b, t', d]: the
+        output projection's bias and the attention-output norm's bias), at ``positions`` (None: every token)."""
         parts = self.parts
         if parts.output_projections is None:
             raise SiteNotKept("This model's head writes cannot be read: " + " ".join(parts.notes))
-        z = self._kept("head_output", layer).float()
+        z = self._kept("head_output", layer)[:, _where(positions)].float()
         with torch.no_grad():
             weight = parts.head_write_weight(layer).float().view(-1, self.n_heads, self.head_dim)
             writes = torch.einsum("dhk,bthk->bthd", weight, z)
@@ -112,17 +115,21 @@ class ActivationCache:
             per_head = FrozenNorm(frozen.gain, frozen.bias, frozen.centred, frozen.scale[..., None, :])
             return per_head.linear(writes), frozen.linear(bias) + frozen.bias
 
-    def component_writes(self, positions: slice | list[int] | None = None) -> tuple[list[str], torch.Tensor]:
+    def component_writes(self, positions: Positions = None) -> tuple[list[str], torch.Tensor]:
         """Every component's write to the stream: names ``input``, ``L{l}H{h}``, ``L{l} attention bias``,
         ``MLP{l}`` and writes [components, b, t', d] (t' the chosen ``positions``) that sum to the final stream.
 
         Needs a run from layer 0 keeping ``resid_pre`` (layer 0), ``head_output`` and ``mlp_out``.
         """
-        where = slice(None) if positions is None else positions
+        where = _where(positions)
         names, writes = ["input"], [self["resid_pre", 0][:, where].float()]
         for layer in range(self.parts.n_layers):
-            heads, bias = self._layer_writes(layer)
+            heads, bias = self.attention_writes(layer, positions)
             names += [head_label(layer, head) for head in range(self.n_heads)]
             names += [f"L{layer} attention bias", f"MLP{layer}"]
-            writes += list(heads[:, where].unbind(2)) + [bias[:, where], self["mlp_out", layer][:, where].float()]
+            writes += list(heads.unbind(2)) + [bias, self["mlp_out", layer][:, where].float()]
         return names, torch.stack(writes)
+
+
+def _where(positions: Positions) -> slice | list[int]:
+    return slice(None) if positions is None else positions

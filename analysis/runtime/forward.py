@@ -8,7 +8,6 @@ where the architecture does not allow that restart (``ModelParts.supports_restar
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -28,56 +27,23 @@ class InterventionsUnsupported(RuntimeError):
     """The model's attention cannot be edited (it does not use transformers' attention interface)."""
 
 
-@dataclass
-class ForwardResult:
-    """What a forward kept: logits (hidden states for encoders) and optional per-layer tensors."""
-
-    logits: torch.Tensor  # [batch, tokens, vocab] (encoders: [batch, tokens, d_model])
-    patterns: list[torch.Tensor] = field(default_factory=list)  # per layer run: [batch, heads, query, key]
-    residuals: list[torch.Tensor] = field(default_factory=list)  # the stream entering each layer run
-    head_outputs: list[torch.Tensor] = field(default_factory=list)  # per layer run: z [batch, query, heads, hd]
-
-
 def check_editable(handle: ModelHandle) -> None:
     """Raise InterventionsUnsupported with the reason unless the model's heads can be edited."""
     if not handle.parts.supports_interventions:
         raise InterventionsUnsupported(" ".join(handle.parts.notes) or f"{handle.info.name} cannot be edited.")
 
 
-def run_patterns(handle: ModelHandle, input_ids: torch.Tensor, keep_head_outputs: bool = False) -> ForwardResult:
-    """Logits and every layer's pattern of any model: through ``run_model`` when its heads can be edited, else
-    from the library's ``output_attentions`` (then without head outputs)."""
+def run_patterns(handle: ModelHandle, input_ids: torch.Tensor, keep_head_outputs: bool = False) -> ActivationCache:
+    """Logits and every layer's pattern of any model: through ``run_with_cache`` when its heads can be edited,
+    else from the library's ``output_attentions`` (then without head outputs)."""
     if handle.parts.supports_interventions:
-        return run_model(handle, input_ids, keep_patterns=True, keep_head_outputs=keep_head_outputs)
+        return run_with_cache(handle, input_ids, sites=("pattern", "head_output") if keep_head_outputs
+                              else ("pattern",))
     with torch.inference_mode():
         output = handle.model(input_ids.to(handle.device), output_attentions=True)
     logits = output.logits if handle.parts.causal else output.last_hidden_state
-    return ForwardResult(logits=logits, patterns=list(output.attentions))
-
-
-def run_model(
-    handle: ModelHandle,
-    input_ids: torch.Tensor,
-    edits: EditTensors | None = None,
-    *,
-    keep_patterns: bool = False,
-    keep_residuals: bool = False,
-    keep_head_outputs: bool = False,
-    start_layer: int = 0,
-    start_residual: torch.Tensor | None = None,
-    grad: bool = False,
-    last_logits: int | None = None,
-    on_pattern: Callable[[int, torch.Tensor], None] | None = None,
-) -> ForwardResult:
-    """``run_with_cache`` with the kept sites as per-layer lists from ``start_layer`` on."""
-    sites = [name for name, keep in (("pattern", keep_patterns), ("resid_pre", keep_residuals),
-                                     ("head_output", keep_head_outputs)) if keep]
-    cache = run_with_cache(handle, input_ids, sites=sites, edits=edits, start_layer=start_layer,
-                           start_residual=start_residual, grad=grad, last_logits=last_logits, on_pattern=on_pattern)
-    kept = range(start_layer, handle.parts.n_layers)
-    per_layer = lambda site: [cache[site, layer] for layer in kept if (site, layer) in cache]  # noqa: E731
-    return ForwardResult(logits=cache.logits, patterns=per_layer("pattern"), residuals=per_layer("resid_pre"),
-                         head_outputs=per_layer("head_output"))
+    store = {("pattern", layer): weights for layer, weights in enumerate(output.attentions)}
+    return ActivationCache(logits, store, handle.parts, handle.info.n_heads, handle.info.head_dim)
 
 
 def _expanded(keep: SiteFilter) -> SiteFilter:
@@ -113,6 +79,8 @@ def run_with_cache(
     start_residual: torch.Tensor | None = None,
     last_logits: int | None = None,
     on_pattern: Callable[[int, torch.Tensor], None] | None = None,
+    key_readout: torch.Tensor | None = None,
+    on_key_readout: Callable[[int, torch.Tensor], None] | None = None,
 ) -> ActivationCache:
     """Run ``input_ids`` [1 or batch, tokens] on the model's own code, with ``edits``, keeping ``sites``.
 
@@ -125,7 +93,9 @@ def run_with_cache(
     unembeds only the last n positions. With ``grad``, kept sites keep their gradients (``cache.grad``) and the
     stream entering the first layer run becomes a leaf needing them; on texts longer than ``CHECKPOINT_TOKENS``
     with no sites kept, layers are checkpointed (one layer's attention in memory during the backward pass).
-    Layers that need no attention weights run the library's fused attention.
+    Layers that need no attention weights run the library's fused attention. ``key_readout`` [tokens, c] are
+    columns every layer's attention also reads as if they were its values: ``on_key_readout(layer, A · R)``
+    gets [b, tokens, heads, c] (block means of the pattern, e.g., without the quadratic pattern).
     """
     check_editable(handle)
     parts = handle.parts
@@ -137,7 +107,8 @@ def run_with_cache(
     for edit in site_edits:
         by_site[edit.site, edit.layer] = by_site.get((edit.site, edit.layer), ()) + (edit,)
     record = CallRecord(parts.layer_of, head_edits, _expanded(site_filter(sites)), by_site, grad=grad,
-                        stream_grad=grad and keeps_sites, on_pattern=on_pattern)
+                        stream_grad=grad and keeps_sites, on_pattern=on_pattern, key_readout=key_readout,
+                        on_key_readout=on_key_readout, causal_layers=parts.causal_layers)
     checkpoint = grad and parts.supports_restart and input_ids.shape[1] > CHECKPOINT_TOKENS and not keeps_sites
     if checkpoint and start_layer == 0:  # the stream entering layer 0, from a forward without gradients
         start_residual = run_with_cache(handle, input_ids[:1], sites=lambda site, layer: site == "resid_pre" and
@@ -207,7 +178,7 @@ def layer_attention(handle: ModelHandle, input_ids: torch.Tensor, layer: int, re
     """
     parts = handle.parts
     if not parts.supports_interventions:
-        return run_patterns(handle, input_ids).patterns[layer]
+        return run_patterns(handle, input_ids)["pattern", layer]
     record = CallRecord(parts.layer_of, edits, keep=lambda site, at: site == "pattern" and at == layer,
                         stop_after_layer=layer)
     with torch.inference_mode():
@@ -220,3 +191,24 @@ def layer_attention(handle: ModelHandle, input_ids: torch.Tensor, layer: int, re
         except StopForward:
             pass
     return record.store["pattern", layer]
+
+
+def generate_greedy(handle: ModelHandle, input_ids: torch.Tensor, edits: EditTensors | None,
+                    n_tokens: int) -> list[int]:
+    """The ``n_tokens`` greedy next tokens of ``input_ids`` [1, tokens] with ``edits`` (one row) at every step.
+
+    Runs the model's own forward with its KV cache, so each new token costs one position; the edits travel
+    with every call, and the record's position offset tells position-bound edits where each step's query is.
+    """
+    check_editable(handle)
+    record = CallRecord(handle.parts.layer_of, edits if edits is not None and edits.active_layers else None,
+                        causal_layers=handle.parts.causal_layers)
+    ids, cache, generated = input_ids.to(handle.device), None, []
+    with torch.inference_mode(), recording(record):
+        for _ in range(n_tokens):
+            output = handle.model(ids, cache=cache, use_cache=True, **{CALL_KEYWORD: record})
+            record.position_offset += ids.shape[1]
+            cache, next_id = output.cache, int(output.logits[0, -1].argmax())
+            generated.append(next_id)
+            ids = torch.tensor([[next_id]], device=handle.device)
+    return generated

@@ -2,11 +2,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 import torch
 
 from analysis.runtime.architecture import ModelParts
+
+
+class Tokenizer(Protocol):
+    """What the Atlas uses of a tokenizer (any transformers tokenizer has it)."""
+
+    all_special_ids: list[int]
+
+    def __call__(self, text: str, **options: Any) -> Any:
+        """Encode ``text``; ``return_tensors="pt"`` gives ``.input_ids`` [1, tokens]."""
+
+    def encode(self, text: str, **options: Any) -> list[int]:
+        """Token ids of ``text``."""
+
+    def decode(self, token_ids: Sequence[int], **options: Any) -> str:
+        """The text of ``token_ids``."""
+
+    def save_pretrained(self, folder: Any) -> Any:
+        """Write the tokenizer's files to ``folder``."""
 
 
 @dataclass(frozen=True)
@@ -23,13 +41,9 @@ class ModelInfo:
     d_model: int
     vocab_size: int
     n_params: int
-    causal: bool
     device: str
     revision: str
-    supports_interventions: bool
-    supports_restart: bool
-    supports_head_writes: bool
-    notes: tuple[str, ...]
+    parts: ModelParts = field(repr=False, compare=False)  # what the model allows is read from here
     special_token_ids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -37,13 +51,38 @@ class ModelInfo:
         """Number of query heads in the whole model."""
         return self.n_layers * self.n_heads
 
+    @property
+    def causal(self) -> bool:
+        """True for causal language models, False for encoders."""
+        return self.parts.causal
+
+    @property
+    def supports_interventions(self) -> bool:
+        """True if heads can be edited."""
+        return self.parts.supports_interventions
+
+    @property
+    def supports_restart(self) -> bool:
+        """True if a run can start at a later layer from a cached stream."""
+        return self.parts.supports_restart
+
+    @property
+    def supports_head_writes(self) -> bool:
+        """True if each head's write to the stream can be read."""
+        return self.parts.supports_head_writes
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the runtime found it cannot do with this model, in words."""
+        return self.parts.notes
+
 
 @dataclass(frozen=True, eq=False)
 class ModelHandle:
     """One loaded model, shared read-only by every caller: nothing may modify it."""
 
     info: ModelInfo
-    tokenizer: Any
+    tokenizer: Tokenizer
     model: torch.nn.Module
     parts: ModelParts
 

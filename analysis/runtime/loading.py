@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 
 from analysis.runtime.architecture import find_parts, is_causal_config, text_config
 from analysis.runtime.attention import ATTENTION_NAME
-from analysis.runtime.handle import ModelHandle, ModelInfo
+from analysis.runtime.handle import ModelHandle, ModelInfo, Tokenizer
 from analysis.runtime.models import EMBEDDED_MODELS, ModelLoadError, ModelSource, resolve_model
 
 CACHE_FORMAT = 1
@@ -81,8 +81,8 @@ def _write_dequantized_copy(model, tokenizer, target: Path) -> None:
         raise
 
 
-def _load_weights(source: ModelSource, causal_hint: bool | None, device: str):
-    """Return (tokenizer, model, revision, loaded_from_cache)."""
+def _load_weights(source: ModelSource, causal: bool, device: str):
+    """Return (tokenizer, model, revision, loaded_from_cache); ``causal`` picks the causal-LM or encoder class."""
     common = {"attn_implementation": "eager", "dtype": torch.float32}
     if device == "cuda":
         common["device_map"] = "auto"
@@ -100,7 +100,6 @@ def _load_weights(source: ModelSource, causal_hint: bool | None, device: str):
         _write_dequantized_copy(model, tokenizer, cached)
         return tokenizer, model, revision, False
     config = AutoConfig.from_pretrained(source.location, **offline)
-    causal = is_causal_config(config) if causal_hint is None else causal_hint
     revision = folder_fingerprint(Path(source.location)) if not source.is_hub else getattr(
         config, "_commit_hash", None) or "hub"
     tokenizer = AutoTokenizer.from_pretrained(source.location, **offline)
@@ -115,7 +114,8 @@ def load_model(name_or_path: str, device: str | None = None) -> ModelHandle:
     embedded = EMBEDDED_MODELS.get(source.name)
     device = pick_device(device)
     try:
-        tokenizer, model, revision, _ = _load_weights(source, embedded.causal if embedded else None, device)
+        causal = embedded.causal if embedded else _folder_is_causal(source)
+        tokenizer, model, revision, _ = _load_weights(source, causal, device)
     except ModelLoadError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as error:
@@ -123,11 +123,23 @@ def load_model(name_or_path: str, device: str | None = None) -> ModelHandle:
         raise ModelLoadError(f"Could not load model '{name_or_path}'{hint}: {error}".strip()) from error
     if device != "cuda":
         model.to(device)
-    return make_handle(source.name, model, tokenizer, revision, str(device))
+    return make_handle(source.name, model, tokenizer, revision, str(device), causal)
 
 
-def make_handle(name: str, model: torch.nn.Module, tokenizer, revision: str, device: str) -> ModelHandle:
-    """Freeze a loaded model, switch it to the Atlas attention function, find its parts and describe it."""
+def _folder_is_causal(source: ModelSource) -> bool:
+    """GGUF checkpoints are causal LMs; other folders and hub ids by their config (``is_causal_config``)."""
+    if source.gguf_file:
+        return True
+    return is_causal_config(text_config(AutoConfig.from_pretrained(source.location,
+                                                                   local_files_only=not source.is_hub)))
+
+
+def make_handle(name: str, model: torch.nn.Module, tokenizer: Tokenizer, revision: str, device: str,
+                causal: bool | None = None) -> ModelHandle:
+    """Freeze a loaded model, switch it to the Atlas attention function, find its parts and describe it.
+
+    ``causal`` is the loader's decision (None: ``is_causal_config`` of the model's config); it is made once,
+    here, and every capability is read from the parts found with it."""
     model.eval()
     model.requires_grad_(False)
     try:
@@ -137,7 +149,7 @@ def make_handle(name: str, model: torch.nn.Module, tokenizer, revision: str, dev
     config = text_config(model.config)
     n_heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
-    parts = find_parts(model, is_causal_config(config), n_heads, head_dim)
+    parts = find_parts(model, is_causal_config(config) if causal is None else causal, n_heads, head_dim)
     specials = {
         role: token_id
         for role in ("bos", "eos", "cls", "sep", "pad", "mask")
@@ -154,13 +166,9 @@ def make_handle(name: str, model: torch.nn.Module, tokenizer, revision: str, dev
         d_model=config.hidden_size,
         vocab_size=config.vocab_size,
         n_params=sum(p.numel() for p in model.parameters()),
-        causal=parts.causal,
         device=device,
         revision=revision,
-        supports_interventions=parts.supports_interventions,
-        supports_restart=parts.supports_restart,
-        supports_head_writes=parts.supports_head_writes,
-        notes=parts.notes,
+        parts=parts,
         special_token_ids=specials,
     )
     return ModelHandle(info, tokenizer, model, parts)

@@ -68,3 +68,31 @@ def thumbnails(weights: torch.Tensor, cells: int) -> tuple[np.ndarray, np.ndarra
     remaining = block_sum - first_key * sizes[None, :]
     without[..., 0] = remaining / (sizes[None, :] * (width - 1)) if width > 1 else float("nan")
     return pooled.cpu().numpy(), without.cpu().numpy()
+
+
+def key_bin_readout(n_tokens: int, cells: int) -> torch.Tensor:
+    """Key-side columns [T, cells + 1] whose attention-weighted sum is each query's mean weight per key block.
+
+    Column b averages the keys of block b (the bins of ``thumbnails``); the last column averages block 0 without
+    key 0. An attention run with these as its values (``CallRecord.key_readout``) gives every query row's block
+    means without the [T, T] pattern.
+    """
+    starts = (torch.arange(cells) * n_tokens) // cells
+    ends = -((-(torch.arange(1, cells + 1) * n_tokens)) // cells)
+    keys = torch.arange(n_tokens)[:, None]
+    inside = ((keys >= starts[None]) & (keys < ends[None])).float()
+    readout = torch.cat([inside / (ends - starts)[None], inside[:, :1]], dim=1)
+    readout[0, cells] = 0.0
+    readout[:, cells] /= max(int(ends[0] - starts[0]) - 1, 1)
+    return readout
+
+
+def thumbnails_from_readout(read: torch.Tensor, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """``thumbnails`` from one layer's key-block readout [heads, T, cells + 1] (``key_bin_readout``)."""
+    read = read.float()
+    pooled = torch.nn.functional.adaptive_avg_pool1d(read.transpose(1, 2), cells).transpose(1, 2)  # [H, c, c+1]
+    without = pooled[..., :cells].clone()
+    n_tokens = read.shape[1]
+    first_block = -((-n_tokens) // cells)  # size of key block 0
+    without[..., 0] = pooled[..., cells] if first_block > 1 else float("nan")
+    return pooled[..., :cells].cpu().numpy(), without.cpu().numpy()

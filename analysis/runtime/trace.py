@@ -4,7 +4,9 @@ A trace keeps the token ids, the next-token predictions, the per-token loss, the
 every layer ([layers, tokens, d_model]) and a pooled thumbnail of every head's pattern. Full attention
 patterns are quadratic in the length (30 layers × 9 heads × 4,096² floats is 18 GB for SmolLM2), so they are
 never stored: ``pattern(layer, head)`` and ``layer_patterns(layer)`` recompute one layer's attention from
-the kept residual stream (one layer's attention, not a forward), exactly as the full run computed it.
+the kept residual stream (one layer's attention, not a forward), exactly as the full run computed it. The
+thumbnails come without the patterns too: each layer's attention also reads a matrix of key-block averages
+as its values (``pooling.key_bin_readout``), so the whole run uses the fused attention kernel.
 """
 from __future__ import annotations
 
@@ -14,9 +16,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from analysis.runtime.pooling import thumbnails as pool_thumbnails
-from analysis.runtime.attention import CallRecord
-from analysis.runtime.forward import layer_attention, run_model, run_patterns
+from analysis.runtime.pooling import key_bin_readout, thumbnails as pool_thumbnails, thumbnails_from_readout
+from analysis.runtime.forward import layer_attention, run_patterns, run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.tokens import display_token, token_strings
 
@@ -172,22 +173,24 @@ def run_trace(handle: ModelHandle, text: str, max_tokens: int = DEFAULT_MAX_TOKE
     def keep_thumbnail(layer: int, weights: torch.Tensor) -> None:
         thumbnails[layer], without_sink[layer] = pool_thumbnails(weights[0], cells)
 
+    def keep_readout(layer: int, read: torch.Tensor) -> None:
+        thumbnails[layer], without_sink[layer] = thumbnails_from_readout(read[0].transpose(0, 1), cells)
+
     residuals, top_next, token_loss = None, [], None
     if parts.supports_interventions:
-        result = run_model(handle, ids, keep_residuals=True, on_pattern=keep_thumbnail,
-                           last_logits=1 if parts.causal and parts.supports_restart else None)
+        last = parts.n_layers - 1
+        result = run_with_cache(handle, ids, sites=lambda site, layer: site == "resid_pre" or (
+            site, layer) == ("resid_post", last), key_readout=key_bin_readout(n_tokens, cells),
+            on_key_readout=keep_readout, last_logits=1 if parts.causal else None)
         if parts.supports_restart:
-            residuals = torch.cat(result.residuals).float().cpu()
+            residuals = result.stack("resid_pre")[:, 0].float().cpu()
         if parts.causal:
             top_next = _top_next(handle, result.logits[0, -1], top_k)
-            final = (parts.run_layers(result.residuals[-1], parts.n_layers - 1, CallRecord(parts.layer_of))
-                     if parts.supports_restart else None)
-            token_loss = (_token_loss(handle, final, ids) if final is not None else
-                          _loss_from_logits(result.logits, ids))
+            token_loss = _token_loss(handle, result.final_stream, ids)
     else:
         result = run_patterns(handle, ids)
-        for layer, weights in enumerate(result.patterns):
-            keep_thumbnail(layer, weights)
+        for layer in result.layers("pattern"):
+            keep_thumbnail(layer, result["pattern", layer])
         if parts.causal:
             top_next = _top_next(handle, result.logits[0, -1], top_k)
             token_loss = _loss_from_logits(result.logits, ids)

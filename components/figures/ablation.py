@@ -8,7 +8,7 @@ from plotly.subplots import make_subplots
 
 from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.tokens import display_token
-from components.figures.grids import layer_head_axes
+from components.figures.grids import grid_layout
 
 BEFORE, AFTER = "#9aa5b1", "#d6336c"
 

@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.runtime.pooling import block_edges, pool_pattern
+from components.figures.grids import layer_head_axes, mark_heads
 
 THUMBNAIL_CELLS = 16
 LOG_FLOOR = 1e-4

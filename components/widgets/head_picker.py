@@ -1,11 +1,7 @@
-"""Choosing a head: layer/head selectors bound to the URL state, and clickable layer × head grids.
-
-Streamlit returns no selection for clicks on Plotly heatmaps, so a grid gets an invisible scatter
-layer with one point per head at (x=head, y=layer); clicks on it come back as points.
+"""Choosing a head: layer/head selectors bound to the URL state, and reading clicks on layer × head grids (built with
+``components.figures.grids.add_head_click_layer``).
 """
 from __future__ import annotations
-
-from typing import Sequence
 
 import plotly.graph_objects as go
 import streamlit as st
