@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.test_app_foundation import messages, run_app
+from tests.app_support import messages, run_app
 
 HEAD = "pages/head_view.py"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from analysis.runtime.forward import run_model
+from analysis.runtime.forward import run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import EditTensors
 
@@ -28,5 +28,5 @@ def generation_rows(handle: ModelHandle, prompt_ids: torch.Tensor, generated: li
     def keep_rows(layer: int, weights: torch.Tensor) -> None:
         rows[layer] = weights[0, :, n_prompt - 1:].float().cpu().numpy()
 
-    run_model(handle, ids, edits, last_logits=1, on_pattern=keep_rows)
+    run_with_cache(handle, ids, edits=edits, last_logits=1, on_pattern=keep_rows)
     return rows

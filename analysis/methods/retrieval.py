@@ -20,7 +20,7 @@ from analysis.heads import heads_frame
 from analysis.methods.ablation import edit_tensors, greedy_generate
 from analysis.methods.generation_attention import generation_rows
 from analysis.methods.metrics import token_loss
-from analysis.runtime.forward import check_editable, run_model
+from analysis.runtime.forward import check_editable, run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import HeadIntervention
 
@@ -107,8 +107,8 @@ def needle_answer(handle: ModelHandle, prompt: HaystackPrompt, interventions: Se
     interventions applied."""
     ids = torch.tensor([prompt.ids + prompt.answer_ids])
     edits = edit_tensors(handle, [list(interventions)], ids)
-    logits = run_model(handle, ids, edits if edits.active_layers else None,
-                       last_logits=len(prompt.answer_ids) + 1).logits
+    logits = run_with_cache(handle, ids, edits=edits if edits.active_layers else None,
+                            last_logits=len(prompt.answer_ids) + 1).logits
     loss = token_loss(logits, ids[:, -len(prompt.answer_ids) - 1:])[0]
     generated = greedy_generate(handle, torch.tensor([prompt.ids]), list(interventions), n_tokens)
     return -float(loss.sum()), _answer_found(handle.tokenizer, generated, prompt.needle)
