@@ -96,3 +96,44 @@ def test_retrieval_sweep_scores_every_head_in_zero_one(tiny):
     assert progress == [(1, 1)] and len(result.trials) == 1
     scores = result.scores["retrieval"]
     assert len(scores) == 8 and bool((scores.isna() | ((scores >= 0) & (scores <= 1))).all())
+
+
+def _streaming_run(handle, ids, edit, weights: bool):
+    """Logits and (if ``weights``) every layer's pattern of a run with the streaming edit; without weights the
+    layers run the fused attention."""
+    from analysis.runtime.forward import run_with_cache
+    from analysis.runtime.interventions import Edits
+
+    patterns = {}
+    cache = run_with_cache(handle, ids, edits=Edits(streaming=edit),
+                           on_pattern=(lambda layer, w: patterns.__setitem__(layer, w.clone())) if weights else None)
+    return cache.logits, patterns
+
+
+def test_a_window_covering_the_text_is_the_clean_run(tiny):
+    from analysis.runtime.forward import run_with_cache
+    from analysis.runtime.interventions import streaming_edit
+
+    ids = tiny.tokenizer("the cat sat on the mat, the dog sat", return_tensors="pt").input_ids
+    clean = run_with_cache(tiny, ids).logits
+    every_head = [[(layer, head) for layer in range(2) for head in range(4)]]
+    whole = streaming_edit(every_head, 2, 4, sink=1, window=ids.shape[1])
+    for weights in (False, True):
+        torch.testing.assert_close(_streaming_run(tiny, ids, whole, weights)[0], clean, atol=1e-5, rtol=0)
+    short = streaming_edit(every_head, 2, 4, sink=1, window=3)
+    assert (_streaming_run(tiny, ids, short, False)[0] - clean).abs().max() > 1e-3  # the check can fail
+
+
+def test_no_window_and_one_sink_token_attends_only_to_the_first_token(tiny):
+    from analysis.runtime.interventions import streaming_edit
+
+    ids = tiny.tokenizer("the cat sat on the mat", return_tensors="pt").input_ids
+    edit = streaming_edit([[(1, 2)], []], 2, 4, sink=1, window=0)  # row 0 restricts L1H2, row 1 is clean
+    logits, patterns = _streaming_run(tiny, ids.expand(2, -1), edit, True)
+    restricted, clean = patterns[1][0], patterns[1][1]
+    torch.testing.assert_close(restricted[2], torch.zeros_like(restricted[2]).index_fill_(-1, torch.tensor([0]), 1.0))
+    torch.testing.assert_close(restricted[[0, 1, 3]], clean[[0, 1, 3]])  # the other heads are untouched
+    torch.testing.assert_close(patterns[0][0], patterns[0][1])
+    fused, _ = _streaming_run(tiny, ids.expand(2, -1), edit, False)
+    torch.testing.assert_close(fused, logits, atol=1e-5, rtol=0)  # the fused path honours the per-head mask
+    assert (logits[0] - logits[1]).abs().max() > 1e-4
