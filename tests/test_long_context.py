@@ -137,3 +137,27 @@ def test_no_window_and_one_sink_token_attends_only_to_the_first_token(tiny):
     fused, _ = _streaming_run(tiny, ids.expand(2, -1), edit, False)
     torch.testing.assert_close(fused, logits, atol=1e-5, rtol=0)  # the fused path honours the per-head mask
     assert (logits[0] - logits[1]).abs().max() > 1e-4
+
+
+def test_streaming_scores_equal_one_restricted_run_per_head(tiny):
+    from analysis.methods.metrics import token_loss
+    from analysis.methods.streaming import kv_cache_bytes, restrict_heads, streaming_scores
+    from analysis.runtime.forward import run_with_cache
+    from analysis.runtime.interventions import Edits, streaming_edit
+
+    ids = tiny.tokenizer("the cat sat on the mat, the dog sat on the log.", return_tensors="pt").input_ids
+    progress = []
+    scores = streaming_scores(tiny, ids, sink=1, window=4, on_progress=lambda done, total: progress.append(done))
+    assert progress == [1, 2] and len(scores) == 8
+    clean = token_loss(run_with_cache(tiny, ids).logits, ids).mean()
+    for layer, head in [(1, 0), (1, 3)]:  # oracle: a full forward restricting that head alone (layer 1 sees all keys)
+        edit = streaming_edit([[(layer, head)]], 2, 4, sink=1, window=4)
+        alone = token_loss(run_with_cache(tiny, ids, edits=Edits(streaming=edit)).logits, ids).mean() - clean
+        row = scores[(scores["layer"] == layer) & (scores["head_index"] == head)].iloc[0]
+        assert row["delta_loss"] == pytest.approx(float(alone), abs=1e-5)
+        assert row["hidden_change"] > 0
+        assert restrict_heads(tiny, ids, [(layer, head)], sink=1, window=4) == pytest.approx(float(alone), abs=1e-5)
+    total, saved = kv_cache_bytes(tiny.info, [(0, 0), (0, 1), (1, 2)], 100, sink=4, window=16)
+    group = tiny.info.n_heads // tiny.info.n_kv_heads  # 2 query heads per KV head: only layer 0's KV head 0 shrinks
+    assert group == 2 and saved == (100 - 20) * 2 * tiny.info.head_dim * 2
+    assert total == 2 * tiny.info.n_kv_heads * 100 * 2 * tiny.info.head_dim * 2
