@@ -25,7 +25,9 @@ _EXPORTS = {
     "parse_heads": "analysis.heads",
     "qk_attribution": "analysis.methods.qk_attribution",
     "residual_patching": "analysis.methods.patching",
+    "retrieval_scores": "analysis.methods.retrieval",
     "run_trace": "analysis.runtime.trace",
+    "streaming_scores": "analysis.methods.streaming",
 }
 __all__ = sorted(_EXPORTS)
 
