@@ -102,6 +102,7 @@ FIELDS: dict[str, StateField] = _fields(
     # why a head attends (QK attribution) and long contexts
     StateField("qk_query", "int", -1, -1, 100_000, help="head view: query position of the explained cell (-1 = none)"),
     StateField("qk_key", "int", -1, -1, 100_000, help="head view: key position of the explained cell"),
+    StateField("lab_lookback", "bool", False, help="lab: lookback ratio of every head during the generation"),
     StateField("lc_lengths", "str", "256,512", max_chars=60, help="long contexts: haystack lengths in tokens"),
     StateField("lc_needles", "int", 1, 1, 5, help="long contexts: how many of the built-in needles"),
     StateField("lc_retrieval", "bool", False, help="long contexts: run the needle probe"),

@@ -5,6 +5,7 @@ import streamlit as st
 from analysis.methods.ablation_spec import format_ablation
 from analysis.runtime.tokens import visible_token
 from components.caches.ablation import cached_ablation, cached_generation
+from components.panels.lookback import lookback_panel
 from components.figures.ablation import downstream_figure, loss_curve, paired_bars
 from components.widgets.lab_presets import presets
 from components.widgets.lab_selection import head_sliders, heads_box, read_selection, resample_source, selection_picker
@@ -55,6 +56,7 @@ if not selection:  # nothing edited yet: the clean run at once, from the trace
         st.subheader(f"Greedy continuation ({state['gen_tokens']} tokens)")
         with st.spinner("Generating…"):
             st.code(cached_generation(*args, "", int(state["gen_tokens"])), language=None, wrap_lines=True)
+        lookback_panel(state, "")
     st.stop()
 
 source_text = resample_source(selection, trace, state)
@@ -91,3 +93,4 @@ if info.causal and state["gen_tokens"] > 0:
             column.markdown(f"**{title}**")
             column.code(cached_generation(*args, chosen, int(state["gen_tokens"]), source_text), language=None,
                         wrap_lines=True)
+    lookback_panel(state, spec)

@@ -17,3 +17,14 @@ def test_a_window_longer_than_the_text_says_so(smollm2):
     app = run_app(PAGE, lc_streaming="1", lc_window="500")
     assert not app.exception
     assert "no key is cut" in " ".join(i.value for i in app.info)
+
+
+def test_the_lab_shows_the_lookback_ratio_of_the_generation(smollm2):
+    import json
+
+    app = run_app("pages/ablation_lab.py", ablate="L18H6:zero:0", gen_tokens="4", lab_lookback="1")
+    assert not app.exception and not messages(app)
+    figures = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+    lookback = next(f for f in figures if f["layout"].get("title", {}).get("text", "").startswith("Lookback ratio"))
+    assert len(lookback["data"][0]["x"]) == 4  # one column per generated step
+    assert any(b.label == "Download lookback ratios (CSV)" for b in app.get("download_button"))

@@ -1,13 +1,17 @@
 """Retrieval and streaming scores cached under the one memory budget, keyed by model and settings."""
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 from analysis.datasets.haystack import NEEDLES
 from analysis.memory_budget import memoise
+from analysis.methods.ablation_spec import parse_ablation
+from analysis.methods.lookback import generation_lookback
 from analysis.methods.retrieval import DEFAULT_DEPTHS, RetrievalResult, retrieval_sweep
 from analysis.methods.streaming import restrict_heads, streaming_scores
+from analysis.runtime.tokens import token_strings
 from components.caches.models import cached_model, input_ids, with_spinner
-
-import pandas as pd
 
 
 @memoise(on_miss=with_spinner("Running the needle probe (a greedy answer per length × depth × needle)…"))
@@ -27,3 +31,12 @@ def cached_restriction(model: str, text: str, max_tokens: int, heads: tuple[tupl
                        window: int) -> float:
     """The loss change when all ``heads`` are restricted at once."""
     return restrict_heads(cached_model(model), input_ids(model, text, max_tokens), heads, sink, window)
+
+
+@memoise(on_miss=with_spinner("Reading every head's attention at each generated step…"))
+def cached_lookback(model: str, text: str, max_tokens: int, spec: str, n_tokens: int) -> tuple[list[str], np.ndarray]:
+    """The greedy tokens (with the lab's selection applied) and each head's lookback ratio [layers, heads, steps]."""
+    handle = cached_model(model)
+    interventions = parse_ablation(spec, handle.info.n_layers, handle.info.n_heads)
+    generated, ratios = generation_lookback(handle, input_ids(model, text, max_tokens), n_tokens, interventions)
+    return token_strings(handle.tokenizer, generated), ratios
