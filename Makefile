@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# 127.0.0.1: this machine only; HOST=0.0.0.0 serves the network (a team server: set up sign-in first)
+HOST ?= 127.0.0.1
 MODEL ?= smollm2-135m
 DB ?=
 
@@ -25,7 +27,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 test-setup: $(VENV)/.installed-dev
 
 run: setup
-	ATLAS_DEFAULT_MODEL=$(MODEL) $(if $(DB),ATLAS_DB_PATH=$(DB)) $(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+	ATLAS_DEFAULT_MODEL=$(MODEL) $(if $(DB),ATLAS_DB_PATH=$(DB)) $(PY) -m streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
 
 test: test-setup
 	$(PY) -m pytest

@@ -7,10 +7,14 @@ from components.preload import preload_modules
 
 preload_modules()  # the first sessions of a fresh server must not import the backend from several threads at once
 
+from components.auth import sign_in_gate  # noqa: E402
 from components.navigation import PAGES, page_url_path  # noqa: E402
+from components.panels.job_panel import resume_unfinished_jobs  # noqa: E402
 from components.panels.sidebar import render_sidebar  # noqa: E402
 
 st.set_page_config(page_title="Attention Atlas", page_icon=":material/hub:", layout="wide")
+resume_unfinished_jobs()
+sign_in_gate()
 navigation = st.navigation([st.Page(file, title=title, icon=icon, url_path=page_url_path(file), default=index == 0)
                             for index, (file, title, icon, _) in enumerate(PAGES)])
 render_sidebar()

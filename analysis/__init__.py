@@ -1,4 +1,4 @@
-"""Attention Atlas backend: load models, run them with attentions, score, ablate, patch and attribute heads.
+"""Attention Atlas backend: load models, run them with attentions, score, ablate, patch and attribute heads and edges.
 
 Plain Python with no Streamlit import, usable from scripts, notebooks, the CLI and tests.
 
@@ -19,6 +19,8 @@ _EXPORTS = {
     "PatchingMetric": "analysis.methods.patching",
     "Trace": "analysis.runtime.trace",
     "attribution_patching": "analysis.methods.patching",
+    "edge_attribution": "analysis.methods.edge_attribution",
+    "evaluate_circuit": "analysis.methods.faithfulness",
     "head_patching": "analysis.methods.patching",
     "head_position_patching": "analysis.methods.patching",
     "load_model": "analysis.runtime.loading",

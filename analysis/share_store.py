@@ -1,11 +1,15 @@
-"""Short links, team notes and job records in an embedded database (SQLite by default, PostgreSQL for replicas).
+"""Short links and team notes in an embedded database (SQLite by default, PostgreSQL for replicas).
 
-A shared view is the URL state (``analysis.viewstate``) stored under an unguessable id, with the
-state version and the model's name and revision, so a link stays valid across restarts and
-upgrades (old states are migrated on load) and a teammate is warned when the server's model
-changed. Notes are short plain-text remarks on one head of one model. The database is chosen by
-``ATLAS_DB_URL`` (any SQLAlchemy URL, e.g. ``postgresql+psycopg://...``) or ``ATLAS_DB_PATH`` (a
-SQLite file, default ``~/.local/share/attention-atlas/atlas.sqlite``), created on first use.
+A shared view is the URL state stored under an unguessable id, with the state version
+(``analysis.state_version``) and the model's name and revision, so a link stays valid across restarts and
+upgrades (old states are migrated on load) and a teammate is warned when the server's model changed.
+Notes are short plain-text remarks on one head of one model. A note belongs to its author: with sign-in,
+the author's identity (``author_id``) is stored and only that identity may edit or delete it; without
+sign-in the author is a typed name and anyone may. Nothing is lost: every edit and deletion first copies
+the note's previous text, label, author and time to ``head_note_versions``. The database is chosen by
+``ATLAS_DB_URL`` (any SQLAlchemy URL, e.g. ``postgresql+psycopg://...``) or ``ATLAS_DB_PATH`` (a SQLite
+file, default ``~/.local/share/attention-atlas/atlas.sqlite``), created on first use; columns added by
+later versions are added to an existing database when it is opened (``add_missing_columns``).
 """
 from __future__ import annotations
 
@@ -20,13 +24,14 @@ from typing import Any, Mapping
 
 import sqlalchemy as sa
 
-from analysis.viewstate import STATE_VERSION
+from analysis.state_version import STATE_VERSION, migrate_state
 
 SCHEMA_VERSION = 1
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16}$")
 MAX_NOTE_CHARS = 500
 MAX_NAME_CHARS = 60
 MAX_LABEL_CHARS = 40
+MAX_IDENTITY_CHARS = 320  # an e-mail address or a provider's subject
 
 _metadata = sa.MetaData()
 schema_table = sa.Table("atlas_schema", _metadata, sa.Column("version", sa.Integer, nullable=False))
@@ -49,33 +54,23 @@ notes_table = sa.Table(
     sa.Column("label", sa.String(MAX_LABEL_CHARS), nullable=False),
     sa.Column("author", sa.String(MAX_NAME_CHARS), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("author_id", sa.String(MAX_IDENTITY_CHARS), nullable=False, server_default=""),
+    sa.Column("updated_at", sa.Float),
+    sa.Column("deleted_at", sa.Float),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
 )
-# Background jobs (dataset sweeps, exact all-heads ablation); records are read and written by analysis.jobs.records.
-jobs_table = sa.Table(
-    "atlas_jobs", _metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("model", sa.String(400), nullable=False),
-    sa.Column("params_key", sa.String(64), nullable=False, index=True),
-    sa.Column("params_json", sa.Text, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("done", sa.Float, nullable=False),
-    sa.Column("total", sa.Float, nullable=False),
-    sa.Column("detail", sa.String(200), nullable=False),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.Column("runner", sa.String(200), nullable=False),
-    sa.Column("cancel_requested", sa.Boolean, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("started_at", sa.Float),
-    sa.Column("heartbeat_at", sa.Float),
-    sa.Column("finished_at", sa.Float),
-    sa.Column("row_errors_json", sa.Text),
-    sa.Column("result", sa.LargeBinary),
+note_versions_table = sa.Table(
+    "head_note_versions", _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("note_id", sa.Integer, nullable=False, index=True),
+    sa.Column("text", sa.String(MAX_NOTE_CHARS), nullable=False),
+    sa.Column("label", sa.String(MAX_LABEL_CHARS), nullable=False),
+    sa.Column("author", sa.String(MAX_NAME_CHARS), nullable=False),
+    sa.Column("author_id", sa.String(MAX_IDENTITY_CHARS), nullable=False),
+    sa.Column("written_at", sa.Float, nullable=False),
+    sa.Column("replaced_at", sa.Float, nullable=False),
+    sa.Column("replaced_by", sa.String(MAX_NAME_CHARS), nullable=False),
 )
-
-# Field renames between state versions: MIGRATIONS[v] turns a version-v state into version v + 1.
-# None yet (STATE_VERSION is 1); when a field is renamed, bump STATE_VERSION and add the rename here.
-MIGRATIONS: dict[int, dict[str, str]] = {}
 
 
 class ShareError(ValueError):
@@ -95,15 +90,42 @@ class SharedView:
 
 @dataclass(frozen=True)
 class HeadNote:
-    """A teammate's remark on one head."""
+    """A teammate's remark on one head; ``author_id`` is the signed-in identity ("" without sign-in)."""
 
+    id: int
     model: str
     layer: int
     head: int
     text: str
     label: str
     author: str
+    author_id: str
     created_at: float
+    updated_at: float | None
+    revision: int
+
+    @property
+    def written_at(self) -> float:
+        """When the current text was written."""
+        return self.updated_at or self.created_at
+
+
+@dataclass(frozen=True)
+class NoteVersion:
+    """An earlier text of a note, who wrote it and when, and who replaced (or deleted) it when."""
+
+    note_id: int
+    text: str
+    label: str
+    author: str
+    written_at: float
+    replaced_at: float
+    replaced_by: str
+
+
+def may_change(note: HeadNote, editor_id: str) -> bool:
+    """Only a note's signed-in author may change it; a note written without sign-in belongs to no one."""
+    return not note.author_id or note.author_id == editor_id
 
 
 def default_database_url() -> str:
@@ -112,16 +134,6 @@ def default_database_url() -> str:
         return os.environ["ATLAS_DB_URL"]
     path = Path(os.environ.get("ATLAS_DB_PATH", Path.home() / ".local" / "share" / "attention-atlas" / "atlas.sqlite"))
     return f"sqlite:///{path}"
-
-
-def migrate_state(state: Mapping[str, Any], version: int) -> dict[str, Any]:
-    """Bring a stored state from ``version`` up to ``STATE_VERSION`` by renaming fields."""
-    migrated = dict(state)
-    for step in range(version, STATE_VERSION):
-        for old, new in MIGRATIONS.get(step, {}).items():
-            if old in migrated:
-                migrated.setdefault(new, migrated.pop(old))
-    return migrated
 
 
 class ShareStore:
@@ -141,7 +153,8 @@ class ShareStore:
         self._create_schema()
 
     def _create_schema(self) -> None:
-        _metadata.create_all(self.engine, checkfirst=True)
+        create_tables(self.engine, _metadata)
+        add_missing_columns(self.engine, notes_table)
         with self.engine.begin() as connection:
             version = connection.execute(sa.select(schema_table.c.version)).scalar()
             if version is None:
@@ -176,25 +189,107 @@ class ShareStore:
         state = {str(k): str(v) for k, v in migrate_state(state, row["state_version"]).items()}
         return SharedView(row["id"], state, row["model"], row["model_revision"], row["created_at"])
 
-    def add_note(self, model: str, layer: int, head: int, text: str, author: str = "", label: str = "") -> HeadNote:
+    def add_note(self, model: str, layer: int, head: int, text: str, author: str = "", label: str = "",
+                 author_id: str = "") -> HeadNote:
         """Store a note on a head; the text is kept as plain text (whoever shows it must escape it)."""
-        text, author, label = text.strip(), author.strip() or "anonymous", label.strip()
-        if not text:
-            raise ShareError("The note is empty: write what the head does.")
-        if len(text) > MAX_NOTE_CHARS:
-            raise ShareError(f"The note is longer than {MAX_NOTE_CHARS} characters; shorten it.")
-        note = HeadNote(model, int(layer), int(head), text, label[:MAX_LABEL_CHARS], author[:MAX_NAME_CHARS],
-                        time.time())
+        text, label = _checked_text(text), label.strip()[:MAX_LABEL_CHARS]
+        author = (author.strip() or "anonymous")[:MAX_NAME_CHARS]
+        values = {"model": model, "layer": int(layer), "head": int(head), "text": text, "label": label,
+                  "author": author, "author_id": author_id[:MAX_IDENTITY_CHARS], "created_at": time.time(),
+                  "updated_at": None, "revision": 0}
         with self.engine.begin() as connection:
-            connection.execute(notes_table.insert().values(**note.__dict__))
-        return note
+            note_id = connection.execute(notes_table.insert().values(**values)).inserted_primary_key[0]
+        return HeadNote(id=int(note_id), **values)
 
-    def notes(self, model: str) -> list[HeadNote]:
-        """All notes on heads of ``model``, oldest first."""
-        query = sa.select(notes_table).where(notes_table.c.model == model).order_by(notes_table.c.id)
+    def note(self, note_id: int) -> HeadNote | None:
+        """The note with this id (None if unknown or deleted)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(notes_table).where(notes_table.c.id == int(note_id),
+                                                                  notes_table.c.deleted_at.is_(None))).mappings().first()
+        return None if row is None else _note(row)
+
+    def edit_note(self, note_id: int, text: str, label: str, editor: str, editor_id: str = "") -> HeadNote:
+        """Replace a note's text and label, keeping the previous ones in its history; the editor becomes its
+        author. Raises ShareError if the note is gone, belongs to someone else, or changed meanwhile."""
+        text, label = _checked_text(text), label.strip()[:MAX_LABEL_CHARS]
+        editor = (editor.strip() or "anonymous")[:MAX_NAME_CHARS]
+        self._replace(note_id, editor, editor_id, text=text, label=label, author=editor, updated_at=time.time())
+        return self.note(note_id)
+
+    def delete_note(self, note_id: int, editor: str, editor_id: str = "") -> None:
+        """Delete a note (its last text stays in its history); same rules as ``edit_note``."""
+        self._replace(note_id, editor, editor_id, deleted_at=time.time())
+
+    def _replace(self, note_id: int, editor: str, editor_id: str, **values: Any) -> None:
+        """Copy the note's current text to its history and apply ``values``, in one transaction, only if the note
+        is still the revision read here (two editors at once: the second is told, nothing is overwritten)."""
+        current = self.note(note_id)
+        if current is None:
+            raise ShareError("This note no longer exists (it was deleted).")
+        if not may_change(current, editor_id):
+            raise ShareError(f"Only its author ({current.author}) can change this note.")
+        now = time.time()
+        with self.engine.begin() as connection:
+            changed = connection.execute(notes_table.update().where(
+                notes_table.c.id == current.id, notes_table.c.revision == current.revision,
+                notes_table.c.deleted_at.is_(None)).values(revision=current.revision + 1, **values)).rowcount
+            if changed != 1:
+                raise ShareError("Someone changed this note meanwhile; reload the page and try again.")
+            connection.execute(note_versions_table.insert().values(
+                note_id=current.id, text=current.text, label=current.label, author=current.author,
+                author_id=current.author_id, written_at=current.written_at, replaced_at=now,
+                replaced_by=(editor.strip() or "anonymous")[:MAX_NAME_CHARS]))
+
+    def note_history(self, note_id: int) -> list[NoteVersion]:
+        """A note's earlier texts, oldest first (a deleted note's last text is the last entry)."""
+        query = (sa.select(note_versions_table).where(note_versions_table.c.note_id == int(note_id))
+                 .order_by(note_versions_table.c.id))
         with self.engine.connect() as connection:
             rows = connection.execute(query).mappings().all()
-        return [HeadNote(**{key: row[key] for key in HeadNote.__dataclass_fields__}) for row in rows]
+        return [NoteVersion(**{key: row[key] for key in NoteVersion.__dataclass_fields__}) for row in rows]
+
+    def notes(self, model: str) -> list[HeadNote]:
+        """All notes on heads of ``model`` that are not deleted, oldest first."""
+        query = (sa.select(notes_table).where(notes_table.c.model == model, notes_table.c.deleted_at.is_(None))
+                 .order_by(notes_table.c.id))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+        return [_note(row) for row in rows]
+
+
+def _checked_text(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise ShareError("The note is empty: write what the head does.")
+    if len(text) > MAX_NOTE_CHARS:
+        raise ShareError(f"The note is longer than {MAX_NOTE_CHARS} characters; shorten it.")
+    return text
+
+
+def _note(row: Mapping[str, Any]) -> HeadNote:
+    return HeadNote(**{key: row[key] for key in HeadNote.__dataclass_fields__})
+
+
+def create_tables(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create the tables (and indexes) of ``metadata`` that do not exist yet; a second process doing the same at the
+    same moment (replicas starting together) makes the first attempt fail, so it is made once more."""
+    try:
+        metadata.create_all(engine, checkfirst=True)
+    except sa.exc.DatabaseError:
+        metadata.create_all(engine, checkfirst=True)
+
+
+def add_missing_columns(engine: sa.Engine, table: sa.Table) -> None:
+    """Add the columns of ``table`` that an existing database lacks (each is nullable or has a server default),
+    so a database written by an earlier version keeps working."""
+    present = {column["name"] for column in sa.inspect(engine).get_columns(table.name)}
+    missing = [column for column in table.columns if column.name not in present]
+    with engine.begin() as connection:
+        for column in missing:
+            kind = column.type.compile(engine.dialect)
+            default = f" DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""
+            null = "" if column.nullable else " NOT NULL"
+            connection.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{default}{null}'))
 
 
 def _sqlite_pragmas(connection, _record) -> None:

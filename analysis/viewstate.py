@@ -11,7 +11,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from analysis.methods.circuit_graph import PAGE_SELECTIONS
 from analysis.methods.census import PROBE_LENGTH, SCORE_COLUMNS, LabelThresholds, thresholds_dict
+from analysis.methods.edge_attribution import MAX_STEPS, SCORE_METHODS
+from analysis.methods.faithfulness import ABLATIONS
 from analysis.methods.importance import ABLATION_MODES
 from analysis.methods.metrics import METRICS
 from analysis.methods.patching_metric import PATCHING_METRICS
@@ -21,7 +24,6 @@ from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.datasets.generators import GENERATORS, MAX_GENERATED_ROWS
 from analysis.jobs.kinds import KINDS
 
-STATE_VERSION = 1
 CENSUS_VIEWS = (*SCORE_COLUMNS, "label")
 MAX_TEXT_CHARS = 40_000  # ~4,096 tokens of English with room to spare
 MAX_URL_TEXT_CHARS = 1_500  # longer texts travel only through short links
@@ -110,6 +112,14 @@ FIELDS: dict[str, StateField] = _fields(
     StateField("lc_window", "int", 64, 0, 4096, help="long contexts: recent tokens a streaming head keeps"),
     StateField("lc_threshold", "float", 0.01, 0.0, 10.0, help="long contexts: |Δ loss| below which a head streams"),
     StateField("lc_streaming", "bool", False, help="long contexts: run the streaming scores"),
+    # circuits (clean prompt = text, corrupted prompt = compare_text, metric and tokens as for patching)
+    StateField("circuit_method", "str", "eap", choices=tuple(SCORE_METHODS), help="circuits: edge scores, eap or eap-ig"),
+    StateField("circuit_steps", "int", 5, 1, MAX_STEPS, help="circuits: integration steps of EAP-IG"),
+    StateField("circuit_ablation", "str", "patch", choices=tuple(ABLATIONS),
+               help="circuits: what an edge outside the circuit carries (patch: the corrupted run's write; mean)"),
+    StateField("circuit_edges", "int", 100, 1, 20_000, help="circuits: edges in the circuit (before pruning)"),
+    StateField("circuit_select", "str", "top_n", choices=tuple(PAGE_SELECTIONS),
+               help="circuits: top n edges by |score|, or greedy from the logits up"),
     # datasets and background jobs
     StateField("job", "str", "", max_chars=16, help="a background job whose result is shown (its id)"),
     StateField("ds_source", "str", "ioi", choices=(*GENERATORS, "upload"), help="datasets: where the rows come from"),

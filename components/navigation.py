@@ -16,6 +16,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("pages/importance.py", "Head importance", ":material/leaderboard:", "importance"),
     ("pages/ablation_lab.py", "Ablation lab", ":material/science:", "lab"),
     ("pages/patching.py", "Activation patching", ":material/swap_horiz:", "patching"),
+    ("pages/circuits.py", "Circuits", ":material/hub:", "circuits"),
     ("pages/flow.py", "Rollout and flow", ":material/account_tree:", "flow"),
     ("pages/head_writes.py", "What a head writes", ":material/edit_note:", "writes"),
     ("pages/long_context.py", "Long contexts", ":material/straighten:", "long_context"),

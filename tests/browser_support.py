@@ -26,12 +26,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(extra_env: dict[str, str] | None = None, timeout: float = 120.0) -> Iterator[str]:
-    """Run ``streamlit run app.py`` headless; yield its base URL; stop it afterwards."""
+def running_app(extra_env: dict[str, str] | None = None, timeout: float = 120.0,
+                extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Run ``streamlit run app.py`` headless (with ``extra_args``, e.g. ``--secrets.files``); yield its base URL;
+    stop it afterwards."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     command = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-               "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+               "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+               *extra_args]
     logs = ROOT / "tests" / "artifacts"
     logs.mkdir(parents=True, exist_ok=True)
     log = open(logs / f"streamlit-{port}.log", "w")

@@ -24,6 +24,7 @@ from analysis.runtime.forward import InterventionsUnsupported, head_input_grads,
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import HeadIntervention, SiteEdit, compile_edits
 from analysis.runtime.loading import make_handle
+from analysis.runtime.pooling import thumbnails as pool_thumbnails
 from analysis.runtime.trace import run_trace
 from tests.oracles import head_replaced, hooked_output, model_output, stacked_patterns
 from tests.family_models import FAMILIES, WINDOW, Family, build_family, tiny_view_only
@@ -447,3 +448,35 @@ def test_fused_attention_equals_eager(name, monkeypatch):
         close(fused["head_output", layer], eager["head_output", layer])
         close(fused["resid_post", layer], eager["resid_post", layer])
     assert (fused.logits[0] - fused.logits[1]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_trace_thumbnails_equal_pooled_eager_patterns(name):
+    """The trace reads block means through the fused attention; they equal pooling each eager pattern."""
+    handle = prepared(name).handle
+    trace = run_trace(handle, (CAUSAL_TEXT if handle.info.causal else ENCODER_TEXT) * 5)
+    ids = torch.from_numpy(trace.token_ids.copy())[None]
+    eager = run_with_cache(handle, ids, sites=("pattern",))
+    cells = min(ids.shape[1], 64)
+    for layer in range(handle.info.n_layers):
+        pooled, without_sink = pool_thumbnails(eager["pattern", layer][0], cells)
+        np.testing.assert_allclose(trace.thumbnails[layer], pooled, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(trace.thumbnails_without_sink[layer], without_sink, rtol=0, atol=1e-6)
+    assert ids.shape[1] > 64 if handle.info.causal else ids.shape[1] < 64  # blocks that overlap / one per token
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma3", "gpt2"])
+def test_gradients_of_a_restart_from_a_kept_stream_equal_the_full_run(name):
+    case = prepared(name)
+    handle, ids = case.handle, case.ids
+    target = int(case.reference[0, -1].argmax())
+    full = run_with_cache(handle, ids, sites=("resid_pre", "k", "mlp_out", "resid_mid"), grad=True)
+    torch.log_softmax(full.logits[0, -1], -1)[target].backward()
+    kept = run_with_cache(handle, ids, sites=("resid_pre",))  # no gradients: inference tensors
+    restart = run_with_cache(handle, ids, sites=("resid_pre", "k", "mlp_out", "resid_mid"), grad=True,
+                             start_layer=1, start_residual=kept["resid_pre", 1])
+    torch.log_softmax(restart.logits[0, -1], -1)[target].backward()
+    for site in ("resid_pre", "k", "mlp_out", "resid_mid"):
+        close(restart.grad(site, 1), full.grad(site, 1), atol=1e-6)
+    close(head_input_grads(restart, "k")[0], head_input_grads(full, "k")[1], atol=1e-6)
+    assert full.grad("resid_pre", 0).abs().max() > 0 and restart.layers("k") == [1]

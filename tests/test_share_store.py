@@ -6,8 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from analysis import share_store as share_module
-from analysis.share_store import SCHEMA_VERSION, ShareError, ShareStore, migrate_state, notes_by_head
+from analysis import state_version
+from analysis.share_store import SCHEMA_VERSION, ShareError, ShareStore, notes_by_head
+from analysis.state_version import migrate_state
 from tests.postgres_server import postgres_server
 
 
@@ -26,6 +27,7 @@ def store(request, tmp_path):
     with fresh.engine.begin() as connection:  # each test starts empty
         connection.execute(sa.text("DELETE FROM shared_views"))
         connection.execute(sa.text("DELETE FROM head_notes"))
+        connection.execute(sa.text("DELETE FROM head_note_versions"))
     return fresh
 
 
@@ -86,7 +88,7 @@ def test_concurrent_writers_lose_nothing(store):
 
 
 def test_old_states_are_migrated(monkeypatch):
-    monkeypatch.setattr(share_module, "MIGRATIONS", {0: {"l": "layer", "h": "head"}})
+    monkeypatch.setattr(state_version, "MIGRATIONS", {0: {"l": "layer", "h": "head"}})
     assert migrate_state({"l": "3", "h": "1", "text": "x"}, version=0) == {"layer": "3", "head": "1", "text": "x"}
     assert migrate_state({"l": "3"}, version=1) == {"l": "3"}  # already current: unchanged
 
@@ -103,3 +105,73 @@ def test_cli_reads_links_and_notes(tmp_path, capsys):
     assert cli_main(["notes", "--db", str(database), "--model", "smollm2-135m"]) == 0
     assert 'L3H1,3,1,ana,mover,"copies ""names"""' in capsys.readouterr().out
     assert cli_main(["share", "--db", str(database), "AAAAAAAAAAAAAAAA"]) == 2
+
+
+def test_a_signed_in_note_is_changed_only_by_its_author_and_keeps_its_history(store):
+    note = store.add_note("smollm2-135m", 3, 1, "copies names", "Ana", "mover", author_id="ana@lab.org")
+    for change in (lambda: store.edit_note(note.id, "mine now", "", "Bo", "bo@lab.org"),
+                   lambda: store.delete_note(note.id, "Bo", "bo@lab.org"),
+                   lambda: store.edit_note(note.id, "no sign-in", "", "Bo")):
+        with pytest.raises(ShareError, match=r"Only its author \(Ana\) can change this note"):
+            change()
+    edited = store.edit_note(note.id, "copies the indirect object", "name mover", "Ana", "ana@lab.org")
+    assert (edited.text, edited.label, edited.author, edited.revision) == ("copies the indirect object", "name mover",
+                                                                          "Ana", 1)
+    [first] = store.note_history(note.id)
+    assert (first.text, first.label, first.author, first.written_at, first.replaced_by) == (
+        "copies names", "mover", "Ana", note.created_at, "Ana")
+    store.delete_note(note.id, "Ana", "ana@lab.org")
+    assert store.notes("smollm2-135m") == [] and store.note(note.id) is None
+    assert [v.text for v in store.note_history(note.id)] == ["copies names", "copies the indirect object"]
+    with pytest.raises(ShareError, match="no longer exists"):
+        store.edit_note(note.id, "again", "", "Ana", "ana@lab.org")
+
+
+def test_unauthenticated_notes_can_be_changed_by_anyone_and_nothing_is_lost(store):
+    note = store.add_note("smollm2-135m", 0, 0, "sink", "ana")
+    assert note.author_id == ""
+    store.edit_note(note.id, "first-token sink", "", "bo")
+    assert store.note(note.id).author == "bo" and store.note_history(note.id)[0].author == "ana"
+
+
+def test_simultaneous_edits_of_one_note_lose_no_text(store):
+    """Eight editors save at once: each edit either lands (its predecessor goes to the history) or is refused."""
+    note = store.add_note("smollm2-135m", 1, 2, "v0", "ana", author_id="ana@lab.org")
+
+    def edit(index: int) -> str | None:
+        try:
+            return store.edit_note(note.id, f"v{index + 1}", "", "ana", "ana@lab.org").text
+        except ShareError as error:
+            assert "changed this note meanwhile" in str(error)
+            return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        landed = [text for text in pool.map(edit, range(8)) if text is not None]
+    texts = [version.text for version in store.note_history(note.id)] + [store.note(note.id).text]
+    assert len(texts) == len(landed) + 1 and texts[0] == "v0" and set(texts[1:]) == set(landed)
+
+
+def test_a_database_of_an_earlier_version_gets_the_new_columns(tmp_path):
+    """Notes and jobs written before ownership and shards existed stay readable; new ones work."""
+    from analysis.jobs.records import JobStore
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE head_notes (id INTEGER PRIMARY KEY, model VARCHAR(400) NOT NULL, "
+                                   "layer INTEGER NOT NULL, head INTEGER NOT NULL, text VARCHAR(500) NOT NULL, "
+                                   "label VARCHAR(40) NOT NULL, author VARCHAR(60) NOT NULL, created_at FLOAT NOT NULL)"))
+        connection.execute(sa.text("INSERT INTO head_notes VALUES (1, 'm', 0, 1, 'old note', '', 'ana', 1.0)"))
+        connection.execute(sa.text(
+            "CREATE TABLE atlas_jobs (id VARCHAR(32) PRIMARY KEY, kind VARCHAR(40) NOT NULL, model VARCHAR(400) NOT "
+            "NULL, params_key VARCHAR(64) NOT NULL, params_json TEXT NOT NULL, status VARCHAR(16) NOT NULL, done FLOAT "
+            "NOT NULL, total FLOAT NOT NULL, detail VARCHAR(200) NOT NULL, message TEXT NOT NULL, runner VARCHAR(200) "
+            "NOT NULL, cancel_requested BOOLEAN NOT NULL, created_at FLOAT NOT NULL, started_at FLOAT, heartbeat_at "
+            "FLOAT, finished_at FLOAT, row_errors_json TEXT, result BLOB)"))
+    store = ShareStore(url)
+    [old] = store.notes("m")
+    assert (old.text, old.author_id, old.revision) == ("old note", "", 0)
+    store.edit_note(old.id, "new text", "", "bo")
+    jobs = JobStore(store)
+    job_id = jobs.create("census", "m", {"kind": "census"}, total=1, owner="Bo")
+    assert jobs.load(job_id).owner == "Bo" and jobs.create("census", "m", {"kind": "census"}, total=1) is None

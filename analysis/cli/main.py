@@ -9,6 +9,7 @@ from typing import Callable
 from analysis.cli.ablation import ablate_command, add_ablate_arguments, add_importance_arguments, importance_command
 from analysis.cli.attention_why import add_qk_arguments, add_retrieval_arguments, add_streaming_arguments, \
     qk_command, retrieval_command, streaming_command
+from analysis.cli.circuit import add_circuit_arguments, circuit_command
 from analysis.cli.census import add_census_arguments, census_command
 from analysis.cli.dataset import add_dataset_arguments, dataset_command
 from analysis.cli.flow import add_compare_arguments, add_dla_arguments, add_rollout_arguments, compare_command, \
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
          add_compare_arguments),
         ("patch", "activation patching: which heads and positions carry a behaviour (clean vs corrupted prompt)",
          patch_command, add_patch_arguments),
+        ("circuit", "edge attribution (EAP, EAP-IG, exact) and a circuit with its faithfulness (clean vs corrupted prompt)",
+         circuit_command, add_circuit_arguments),
         ("dataset", "generate a built-in dataset (ioi, repeat, natural) or check a CSV/JSONL file", dataset_command,
          add_dataset_arguments),
         ("sweep", "run census, importance or patching over a dataset as a job on Dask", sweep_command,

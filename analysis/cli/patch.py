@@ -5,6 +5,7 @@ import argparse
 import sys
 
 import pandas as pd
+import torch
 
 from analysis.heads import parse_heads
 from analysis.methods.importance import rank_correlation
@@ -25,8 +26,8 @@ ANALYSES = {
 }
 
 
-def add_patch_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``patch``."""
+def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
+    """The prompt pair and metric options shared by ``patch`` and ``circuit``."""
     parser.add_argument("--pair", choices=list(PATCHING_PAIRS),
                         help="a built-in pair (default: ioi unless --clean and --corrupted are given)")
     parser.add_argument("--clean", help="the clean prompt (the model gives the target)")
@@ -34,12 +35,32 @@ def add_patch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="target token, e.g. ' Mary' (default: the clean run's top prediction)")
     parser.add_argument("--distractor", help="distractor token, e.g. ' John' (default: the corrupted run's top)")
     parser.add_argument("--metric", choices=list(PATCHING_METRICS), default="logit_diff")
+    parser.add_argument("--max-tokens", type=int, default=256)
+
+
+def pair_inputs(args: argparse.Namespace, handle) -> tuple[str, str, torch.Tensor, torch.Tensor, PatchingMetric]:
+    """(clean text, corrupted text, clean ids, corrupted ids, metric) from the pair options."""
+    if args.clean and args.corrupted and not args.pair:
+        clean_text, corrupted_text, target, distractor = args.clean, args.corrupted, args.target, args.distractor
+    else:
+        pair = patching_pair(args.pair or "ioi", handle.tokenizer)
+        clean_text, corrupted_text = args.clean or pair.clean, args.corrupted or pair.corrupted
+        target, distractor = args.target or pair.target, args.distractor or pair.distractor
+    clean = encode_text(handle, clean_text, args.max_tokens)[0]
+    corrupted = encode_text(handle, corrupted_text, args.max_tokens)[0]
+    metric = PatchingMetric(args.metric, _token_id(handle.tokenizer, target, "target"),
+                            _token_id(handle.tokenizer, distractor, "distractor"))
+    return clean_text, corrupted_text, clean, corrupted, metric
+
+
+def add_patch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``patch``."""
+    add_pair_arguments(parser)
     parser.add_argument("--direction", choices=list(DIRECTIONS), default="denoise",
                         help="denoise: corrupted run with clean activations; noise: the reverse")
     parser.add_argument("--analysis", choices=list(ANALYSES), default="heads",
                         help="; ".join(f"{name}: {text}" for name, text in ANALYSES.items()))
     parser.add_argument("--heads", default="", help="heads for --analysis positions, e.g. 'L23H3,L29H1'")
-    parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--top", type=int, default=10, help="rows printed")
     parser.add_argument("--out", help="write every row as CSV")
 
@@ -51,7 +72,8 @@ def _token_id(tokenizer, text: str | None, role: str) -> int | None:
     return token_id
 
 
-def _progress(label: str):
+def progress_printer(label: str):
+    """A progress callback printing 'label: done/total' on stderr."""
     def report(done: int, total: int) -> None:
         print(f"{label}: {done}/{total}", end="\r" if done < total else "\n", file=sys.stderr)
     return report
@@ -61,21 +83,12 @@ def patch_command(args: argparse.Namespace) -> int:
     """Run the chosen patching analysis; print the baseline and the largest effects, optionally write a CSV."""
     handle = load_model(args.model)
     check_patchable(handle)
-    if args.clean and args.corrupted and not args.pair:
-        clean_text, corrupted_text, target, distractor = args.clean, args.corrupted, args.target, args.distractor
-    else:
-        pair = patching_pair(args.pair or "ioi", handle.tokenizer)
-        clean_text, corrupted_text = args.clean or pair.clean, args.corrupted or pair.corrupted
-        target, distractor = args.target or pair.target, args.distractor or pair.distractor
-    clean = encode_text(handle, clean_text, args.max_tokens)[0]
-    corrupted = encode_text(handle, corrupted_text, args.max_tokens)[0]
-    metric = PatchingMetric(args.metric, _token_id(handle.tokenizer, target, "target"),
-                            _token_id(handle.tokenizer, distractor, "distractor"))
+    clean_text, corrupted_text, clean, corrupted, metric = pair_inputs(args, handle)
     common = (handle, clean, corrupted, metric)
     print(f"clean: {clean_text!r}\ncorrupted: {corrupted_text!r}\n"
           f"metric: {PATCHING_METRICS[args.metric]}, {args.direction}; effect 0 = corrupted run, 1 = clean run")
     if args.analysis == "heads":
-        exact = head_patching(*common, args.direction, progress=_progress("exact head patching"))
+        exact = head_patching(*common, args.direction, progress=progress_printer("exact head patching"))
         estimate = attribution_patching(*common, args.direction)
         frame = exact.merge(estimate[["head", "effect"]].rename(columns={"effect": "attribution"}), on="head")
         print(f"Spearman rank correlation attribution vs exact: "
@@ -84,9 +97,9 @@ def patch_command(args: argparse.Namespace) -> int:
         frame = attribution_patching(*common, args.direction)
     elif args.analysis == "positions":
         heads = parse_heads(args.heads, handle.info.n_layers, handle.info.n_heads)
-        frame = head_position_patching(*common, heads, args.direction, progress=_progress("head × position"))
+        frame = head_position_patching(*common, heads, args.direction, progress=progress_printer("head × position"))
     else:
-        frame = residual_patching(*common, args.direction, progress=_progress("residual stream"))
+        frame = residual_patching(*common, args.direction, progress=progress_printer("residual stream"))
     _print_top(frame, args.top)
     if args.out:
         frame.to_csv(args.out, index=False)

@@ -54,7 +54,6 @@ class CallRecord:
     site_edits: dict[tuple[str, int], tuple[SiteEdit, ...]] = field(default_factory=dict)
     grad: bool = False  # keep gradients of the kept sites (retain_grad)
     stream_grad: bool = False  # make the first layer's input a leaf that needs gradients
-    fused: bool = True  # layers that need no weights may run the fused attention
     position_offset: int = 0  # position of the first query (generation with a KV cache)
     on_pattern: Callable[[int, torch.Tensor], None] | None = None  # called with (layer, weights) as each runs
     key_readout: torch.Tensor | None = None  # [keys, c]: columns every layer's attention also reads (A · R)
@@ -77,7 +76,7 @@ class CallRecord:
 
     def needs_weights(self, layer: int) -> bool:
         """True if this call reads ``layer``'s attention weights (then the layer runs eager attention)."""
-        return (not self.fused or self.on_pattern is not None or layer == self.stop_after_layer
+        return (self.on_pattern is not None or layer == self.stop_after_layer
                 or self.keep("pattern", layer))
 
     def before_attention(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
@@ -140,9 +139,18 @@ def atlas_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
 
     output, weights = attend(value)
     if record.key_readout is not None and layer is not None:
-        columns = record.key_readout.to(value)[None, None].expand(*value.shape[:2], -1, -1)
-        record.on_key_readout(layer, attend(columns)[0])
+        record.on_key_readout(layer, _read_keys(attend, record.key_readout.to(value), value.shape))
     return record.after_attention(module, output, weights), weights
+
+
+def _read_keys(attend: Callable, readout: torch.Tensor, value_shape: torch.Size) -> torch.Tensor:
+    """A · R [b, query, heads, c] for key-side columns R [keys, c], read in value-wide chunks (the fused kernel
+    needs values as wide as the heads; a narrower or wider value falls back to a slow kernel)."""
+    batch, kv_heads, _, width = value_shape
+    columns = readout.shape[1]
+    padded = torch.nn.functional.pad(readout, (0, -columns % width))
+    chunks = [attend(chunk[None, None].expand(batch, kv_heads, -1, -1))[0] for chunk in padded.split(width, dim=1)]
+    return torch.cat(chunks, dim=-1)[..., :columns]
 
 
 def register_attention() -> None:

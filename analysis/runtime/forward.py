@@ -119,6 +119,8 @@ def run_with_cache(
         if restart:
             residual = start_residual.to(handle.device)
             residual = residual.expand(batch, *residual.shape[1:]) if residual.shape[0] != batch else residual
+            if grad and residual.is_inference():  # a stream kept by a run without gradients
+                residual = residual.clone()
             final = parts.run_layers(residual, start_layer, record, checkpoint=checkpoint)
             logits = parts.readout(final if last_logits is None else final[:, -last_logits:])
         else:

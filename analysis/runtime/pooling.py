@@ -58,8 +58,7 @@ def thumbnails(weights: torch.Tensor, cells: int) -> tuple[np.ndarray, np.ndarra
     weights = weights.float()
     n_tokens = weights.shape[-1]
     pooled = torch.nn.functional.adaptive_avg_pool2d(weights, cells)
-    starts = (torch.arange(cells) * n_tokens) // cells
-    ends = -((-(torch.arange(1, cells + 1) * n_tokens)) // cells)
+    starts, ends = _bins(n_tokens, cells)
     sizes = (ends - starts).to(weights)
     first_key = torch.nn.functional.adaptive_avg_pool1d(weights[..., 0][:, None], cells)[:, 0]  # [heads, cells]
     without = pooled.clone()
@@ -70,29 +69,44 @@ def thumbnails(weights: torch.Tensor, cells: int) -> tuple[np.ndarray, np.ndarra
     return pooled.cpu().numpy(), without.cpu().numpy()
 
 
-def key_bin_readout(n_tokens: int, cells: int) -> torch.Tensor:
-    """Key-side columns [T, cells + 1] whose attention-weighted sum is each query's mean weight per key block.
-
-    Column b averages the keys of block b (the bins of ``thumbnails``); the last column averages block 0 without
-    key 0. An attention run with these as its values (``CallRecord.key_readout``) gives every query row's block
-    means without the [T, T] pattern.
-    """
+def _bins(n_tokens: int, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start and end (exclusive) of each of ``cells`` bins over ``n_tokens`` positions, as adaptive pooling cuts them."""
     starts = (torch.arange(cells) * n_tokens) // cells
     ends = -((-(torch.arange(1, cells + 1) * n_tokens)) // cells)
+    return starts, ends
+
+
+def key_bin_readout(n_tokens: int, cells: int) -> torch.Tensor:
+    """Key-side columns [T, cells] whose attention-weighted sums give each query's weight per key block.
+
+    Columns: key 0 alone, the rest of block 0, then blocks 1 … cells − 2 (the bins of ``thumbnails``); when the
+    blocks do not overlap (cells divides T) the last block is what a query's weights (which sum to 1) leave,
+    otherwise it is one more column. An attention run reading these as its values (``CallRecord.key_readout``)
+    gives every query row's block sums without the [T, T] pattern; no more columns than blocks keeps the run on
+    the fused kernel for heads at least that wide (it needs values as wide as the heads).
+    """
+    starts, ends = _bins(n_tokens, cells)
     keys = torch.arange(n_tokens)[:, None]
     inside = ((keys >= starts[None]) & (keys < ends[None])).float()
-    readout = torch.cat([inside / (ends - starts)[None], inside[:, :1]], dim=1)
-    readout[0, cells] = 0.0
-    readout[:, cells] /= max(int(ends[0] - starts[0]) - 1, 1)
-    return readout
+    first, rest = torch.zeros(n_tokens), inside[:, 0].clone()
+    first[0], rest[0] = 1.0, 0.0
+    last = cells - 1 if bool((ends[:-1] == starts[1:]).all()) else cells
+    return torch.cat([first[:, None], rest[:, None], inside[:, 1:last]], dim=1)
 
 
 def thumbnails_from_readout(read: torch.Tensor, cells: int) -> tuple[np.ndarray, np.ndarray]:
-    """``thumbnails`` from one layer's key-block readout [heads, T, cells + 1] (``key_bin_readout``)."""
+    """``thumbnails`` from one layer's key-block readout [heads, T, cells] (``key_bin_readout``)."""
     read = read.float()
-    pooled = torch.nn.functional.adaptive_avg_pool1d(read.transpose(1, 2), cells).transpose(1, 2)  # [H, c, c+1]
-    without = pooled[..., :cells].clone()
     n_tokens = read.shape[1]
-    first_block = -((-n_tokens) // cells)  # size of key block 0
-    without[..., 0] = pooled[..., cells] if first_block > 1 else float("nan")
+    starts, ends = _bins(n_tokens, cells)
+    sizes = (ends - starts).to(read)
+    sums = [read[..., :1] + read[..., 1:2], read[..., 2:]]
+    if read.shape[-1] == cells and cells > 1:  # blocks that do not overlap: the last one is the remainder
+        sums.append(1.0 - read.sum(-1, keepdim=True))
+    means = torch.cat(sums, dim=-1) / sizes
+    first_block = means.new_full(read.shape[:2], float("nan")) if sizes[0] == 1 else read[..., 1] / (sizes[0] - 1)
+    rows = torch.cat([means, first_block[..., None]], dim=-1)
+    pooled = torch.nn.functional.adaptive_avg_pool1d(rows.transpose(1, 2), cells).transpose(1, 2)  # [H, c, c+1]
+    without = pooled[..., :cells].clone()
+    without[..., 0] = pooled[..., cells]
     return pooled[..., :cells].cpu().numpy(), without.cpu().numpy()

@@ -27,6 +27,7 @@ def recent_jobs(limit: int = 10) -> None:
         "dataset": [record.params["dataset"]["name"] for record in records],
         "rows": [int(record.total) for record in records],
         "model": [record.model for record in records],
+        "started by": [record.owner for record in records],
         "status": [record.status for record in records],
         "progress": [record.fraction for record in records],
         "started": [datetime.datetime.fromtimestamp(record.created_at).strftime("%Y-%m-%d %H:%M")

@@ -14,6 +14,7 @@ from analysis.jobs.cluster import dask_client
 from analysis.jobs.kinds import KINDS
 from analysis.jobs.records import JobRecord, JobStore
 from analysis.jobs.runner import JobRequest, JobRunner
+from components.auth import can_write, user_name
 from components.share_links import DATABASE_ERRORS, share_store
 from components.state import update_state
 
@@ -23,16 +24,26 @@ _START_PROBLEM = "atlas_job_start_problem"
 
 @st.cache_resource(show_spinner=False)
 def job_store() -> JobStore:
-    """Job records in the share database; jobs left running by an earlier server are marked failed."""
-    store = JobStore(share_store())
-    store.fail_orphans()
-    return store
+    """Job records in the share database."""
+    return JobStore(share_store())
 
 
 @st.cache_resource(show_spinner=False)
 def job_runner() -> JobRunner:
-    """The process's job runner (the Dask cluster starts with the first job)."""
-    return JobRunner(job_store(), dask_client)
+    """The process's job runner (the Dask cluster starts with the first job); jobs left unfinished by an earlier
+    server resume now, from their stored shards."""
+    runner = JobRunner(job_store(), dask_client)
+    runner.resume_orphans()
+    return runner
+
+
+def resume_unfinished_jobs() -> None:
+    """Start this process's job runner, which resumes the jobs an earlier server left unfinished (once per process;
+    tried again on the next run if the database cannot be reached)."""
+    try:
+        job_runner()
+    except DATABASE_ERRORS:
+        return
 
 
 def start_job(request: JobRequest, priority: int = 0, **state_changes) -> None:
@@ -40,8 +51,11 @@ def start_job(request: JobRequest, priority: int = 0, **state_changes) -> None:
 
     If it cannot start, the reason is kept for ``start_problem`` to show on the next run.
     """
+    if not can_write():
+        st.session_state[_START_PROBLEM] = "Sign in to start jobs (this shared link is open read-only)."
+        return
     try:
-        job_id = job_runner().submit(request, priority)
+        job_id = job_runner().submit(request, priority, owner=user_name())
     except (ValueError, *DATABASE_ERRORS) as error:
         st.session_state[_START_PROBLEM] = f"Could not start the job: {error}"
         return
@@ -55,9 +69,13 @@ def start_problem() -> None:
 
 
 def load_job(job_id: str) -> JobRecord | None:
-    """The job's record without its result (None if unknown, or the database is unreachable)."""
+    """The job's record without its result (None if unknown, or the database is unreachable); a job whose
+    server stopped resumes here, in this server."""
     try:
-        return job_store().load(job_id, with_result=False)
+        record = job_store().load(job_id, with_result=False)
+        if record is not None and job_runner().resume(record):
+            record = job_store().load(job_id, with_result=False)
+        return record
     except DATABASE_ERRORS:
         return None
 

@@ -50,8 +50,9 @@ def _token(handle: ModelHandle, field: str, role: str) -> int | None:
     return token_id
 
 
-def patching_controls(handle: ModelHandle, trace: Trace, state: dict) -> PatchRequest:
-    """The pair picker, the corrupted prompt, tokens, metric and direction; returns the request they define."""
+def patching_controls(handle: ModelHandle, trace: Trace, state: dict, direction: bool = True) -> PatchRequest:
+    """The pair picker, the corrupted prompt, tokens, metric and (if ``direction``) the direction; returns the
+    request they define."""
     st.selectbox("Built-in pair", ["—", *PATCHING_PAIRS], format_func=lambda name: PATCHING_PAIRS.get(name, "—"),
                  key="w_patch_pair", on_change=_apply_pair, args=(handle,),
                  help="Replace both prompts, the target and the distractor with a built-in pair.")
@@ -72,9 +73,10 @@ def patching_controls(handle: ModelHandle, trace: Trace, state: dict) -> PatchRe
     with columns[2]:
         bind(st.radio, "patch_metric", "Metric", options=list(PATCHING_METRICS), format_func=PATCHING_METRICS.get,
              index=list(PATCHING_METRICS).index(state["patch_metric"]), help=HELP["metric"])
-    with columns[3]:
-        bind(st.radio, "patch_direction", "Direction", options=list(DIRECTIONS), format_func=DIRECTIONS.get,
-             index=list(DIRECTIONS).index(state["patch_direction"]), help=HELP["direction"])
+    if direction:
+        with columns[3]:
+            bind(st.radio, "patch_direction", "Direction", options=list(DIRECTIONS), format_func=DIRECTIONS.get,
+                 index=list(DIRECTIONS).index(state["patch_direction"]), help=HELP["direction"])
     return PatchRequest(state["model"], state["text"], state["compare_text"], int(state["max_tokens"]),
                         state["patch_metric"], _token(handle, "patch_target", "Target"),
                         _token(handle, "patch_distractor", "Distractor"), state["patch_direction"])

@@ -1,0 +1,63 @@
+"""Circuits, cached under the one memory budget and keyed by the request (model, prompts, cap, metric and tokens).
+
+The two runs keeping every node's write, each method's edge scores, faithfulness values and the exact
+refinement are kept separately, so moving the edge slider redraws from stored scores at once and only a new
+circuit size asks for a new faithfulness run.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.memory_budget import memoise
+from analysis.methods.circuit_graph import select
+from analysis.methods.edge_attribution import EdgeRuns, edge_scores, prepare_edge_runs, refine
+from analysis.methods.faithfulness import circuit_values, faithfulness_curve
+from components.caches.models import cached_model, with_spinner
+from components.caches.patching import PatchRequest
+
+
+def circuit_request(request: PatchRequest) -> PatchRequest:
+    """The patching page's request as a circuit's cache key (circuits patch the clean run: no direction)."""
+    return request._replace(direction="noise")
+
+
+@memoise(on_miss=with_spinner("Running both prompts, keeping every node's write…"))
+def circuit_runs(request: PatchRequest) -> EdgeRuns:
+    """The clean and corrupted runs; raises PatchingError or MetricError with a message for people."""
+    return prepare_edge_runs(*request.arguments())
+
+
+@memoise(on_miss=with_spinner("Scoring every edge (forward and backward passes)…"))
+def cached_scores(request: PatchRequest, method: str, steps: int) -> pd.DataFrame:
+    """The edge table of ``method`` (eap or eap-ig) in the graph's order."""
+    return edge_scores(cached_model(request.model), circuit_runs(request), method, steps)
+
+
+def chosen_edges(request: PatchRequest, method: str, steps: int, how: str, n_edges: int) -> np.ndarray:
+    """The pruned circuit (a mask over the edge table) of ``n_edges`` edges chosen by ``how``."""
+    table = cached_scores(request, method, steps)
+    return select(circuit_runs(request).graph, table["score"].to_numpy(), how, min(n_edges, len(table)))
+
+
+@memoise(on_miss=with_spinner("Running the model with every edge outside the circuit ablated…"))
+def cached_faithfulness(request: PatchRequest, method: str, steps: int, how: str, n_edges: int,
+                        ablation: str) -> float:
+    """The normalised metric of the chosen circuit (1 = clean run, 0 = corrupted run)."""
+    table = cached_scores(request, method, steps)
+    mask = chosen_edges(request, method, steps, how, n_edges)
+    return float(circuit_values(cached_model(request.model), circuit_runs(request), table, [mask], ablation)[0])
+
+
+@memoise(on_miss=with_spinner("Faithfulness of EAP's and EAP-IG's top circuits at several sizes…"))
+def cached_curve(request: PatchRequest, steps: int, ablation: str) -> pd.DataFrame:
+    """Faithfulness against circuit size for EAP and EAP-IG (method, n_edges, kept, faithfulness)."""
+    tables = {"EAP": cached_scores(request, "eap", 1), f"EAP-IG ({steps} steps)": cached_scores(request, "eap-ig",
+                                                                                                 steps)}
+    return faithfulness_curve(cached_model(request.model), circuit_runs(request), tables, ablation=ablation)
+
+
+@memoise(on_miss=with_spinner("Patching the top edges one at a time, exactly…"))
+def cached_refinement(request: PatchRequest, method: str, steps: int, top_k: int) -> pd.DataFrame:
+    """The ``top_k`` edges by |score|, patched exactly (``score``), with the method's ``estimate``."""
+    return refine(cached_model(request.model), circuit_runs(request), cached_scores(request, method, steps), top_k)

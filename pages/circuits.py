@@ -1,0 +1,102 @@
+"""Circuits: which paths between heads and MLPs carry a behaviour — edge scores, the circuit graph, faithfulness."""
+import streamlit as st
+
+from analysis.methods.circuit_graph import circuit_heads, circuit_json, circuit_nodes
+from analysis.methods.metrics import MetricError
+from analysis.methods.patching import PatchingError
+from analysis.runtime.tokens import display_token
+from components.caches.circuits import cached_curve, cached_faithfulness, cached_refinement, \
+    cached_scores, chosen_edges, circuit_request, circuit_runs
+from components.figures.circuits import circuit_figure, faithfulness_figure
+from components.page import page_context, require_editable_causal_model, second_trace_or_stop
+from components.widgets.circuits import circuit_chart, circuit_controls, lab_button, open_head_view, show
+from components.widgets.patching import patching_controls
+
+CIRCUIT_TOKENS = 128  # longer prompts: every node input's gradient and every edge grow with the length
+REFINED_EDGES = 50
+
+ctx = page_context()
+info, trace, state = ctx.handle.info, ctx.trace, ctx.state
+st.title("Circuits")
+st.caption("Which paths between heads and MLPs carry a behaviour (Wang et al. 2022, path patching; Conmy et al. "
+           "2023, ACDC; Syed et al. 2023, EAP; Hanna et al. 2024, EAP-IG). Every edge — an upstream node's write as "
+           "a downstream head's query, key or value or an MLP reads it — is scored by how much patching it from the "
+           "corrupted prompt would change the metric; a circuit keeps the top edges, and its faithfulness is the "
+           "metric with every other edge ablated: 1 = the clean run, 0 = the corrupted run.")
+require_editable_causal_model(info, "circuits are measured on the next-token prediction at the last position, so "
+                              "they need a causal language model. Pick one in the sidebar.")
+patch = patching_controls(ctx.handle, trace, state, direction=False)
+second_trace_or_stop(trace, state, "A circuit needs a clean and a corrupted prompt of the same token length",
+                     ("Clean prompt", "Corrupted prompt"))
+if trace.n_tokens > CIRCUIT_TOKENS:
+    st.info(f"The prompts have {trace.n_tokens} tokens; the circuits page works on prompts of up to "
+            f"{CIRCUIT_TOKENS} tokens. Shorten both prompts to the part that carries the behaviour.")
+    st.stop()
+request = circuit_request(patch)
+try:
+    runs = circuit_runs(request)
+except (PatchingError, MetricError) as error:
+    st.error(str(error))
+    st.stop()
+graph = runs.graph
+method, steps, ablation, how, n_edges = circuit_controls(state, graph.n_edges)
+if graph.group_size > 1:
+    st.caption(f"Grouped-query attention: {info.n_heads} query heads share {info.n_kv_heads} key/value heads, so "
+               f"a key or value edge goes into a KV group (L…KV…, {graph.group_size} heads), not into one head.")
+table = cached_scores(request, method, steps)
+mask = chosen_edges(request, method, steps, how, n_edges)
+edges = table[mask]
+heads = circuit_heads(graph, mask)
+target, distractor = (display_token(ctx.handle.tokenizer.decode([token]))
+                      for token in (runs.metric.target_id, runs.metric.distractor_id))
+numbers = st.columns(4)
+numbers[0].metric("Target / distractor", f"{target} / {distractor}")
+numbers[1].metric("Metric, clean / corrupted", f"{runs.baseline.clean:.2f} / {runs.baseline.corrupted:.2f}")
+numbers[2].metric("Edges after pruning", f"{len(edges)} of {graph.n_edges:,}",
+                  help="Edges that lie on a path from the input to the logits inside the circuit.")
+numbers[3].metric("Nodes / heads", f"{max(len(circuit_nodes(graph, mask)) - 2, 0)} / {len(heads)}",
+                  help="Heads and MLPs in the circuit (the input and the logits not counted).")
+
+node = circuit_chart(circuit_figure(graph, edges, f"{len(edges)} edges ({method}, {how.replace('_', ' ')})"),
+                     "circuit_graph")
+if node is not None:
+    open_head_view(node)
+st.caption("Colour: the input an edge feeds (query, key, value, MLP, logits); dotted: a negative score (patching "
+           "the edge would raise the metric); width: |score|. Hover an edge's middle for its score; click a head "
+           "to open its head view.")
+actions = st.columns(3)
+with actions[0]:
+    lab_button(heads)
+actions[1].button("Faithfulness of this circuit", key="circuit_faithfulness", on_click=show,
+                  args=("circuit_faithfulness_on",))
+actions[2].button("Faithfulness curve (EAP and EAP-IG)", key="circuit_curve", on_click=show, args=("circuit_curve_on",))
+if st.session_state.get("circuit_faithfulness_on"):
+    value = cached_faithfulness(request, method, steps, how, n_edges, ablation)
+    st.metric("Faithfulness (normalised metric, every other edge ablated)", f"{value:.3f}",
+              help="1 = the clean run, 0 = the corrupted run.")
+if st.session_state.get("circuit_curve_on"):
+    st.plotly_chart(faithfulness_figure(cached_curve(request, int(state["circuit_steps"]), ablation)),
+                    key="circuit_curve_figure")
+    st.caption("AUC: the area under faithfulness over log10(edges), divided by the log range — the mean "
+               "faithfulness across circuit sizes.")
+
+st.subheader("Edges")
+ranked = edges.reindex(edges["score"].abs().sort_values(ascending=False, kind="stable").index)
+st.dataframe(ranked.head(200), hide_index=True, width="stretch")
+meta = {"model": info.name, "clean": state["text"], "corrupted": state["compare_text"], "metric": runs.metric.name,
+        "method": method, "steps": steps, "selection": how, "n_edges": n_edges}
+downloads = st.columns(2)
+downloads[0].download_button("Circuit edges (CSV)", ranked.to_csv(index=False), file_name="circuit_edges.csv",
+                             mime="text/csv")
+downloads[1].download_button("Circuit (JSON, EAP-IG's graph format)",
+                             circuit_json(graph, table, mask, meta), file_name="circuit.json",
+                             mime="application/json",
+                             help="cfg, nodes {name: in_graph} and edges {'a0.h1->a2.h3<q>': score, in_graph}, as "
+                                  "EAP-IG's Graph.from_json reads them; see the README.")
+st.button(f"Refine the top {REFINED_EDGES} edges exactly", key="circuit_refine", on_click=show,
+          args=("circuit_refine_on",), help="Patch each edge alone: the downstream input gets the clean stream − the "
+                                            "clean write + the corrupted write of the upstream node, everything "
+                                            "downstream recomputed.")
+if st.session_state.get("circuit_refine_on"):
+    refined = cached_refinement(request, method, steps, REFINED_EDGES)
+    st.dataframe(refined, hide_index=True, width="stretch")
