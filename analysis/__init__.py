@@ -27,9 +27,12 @@ _EXPORTS = {
     "load_model": "analysis.runtime.loading",
     "ov_top_pairs": "analysis.methods.weight_scores",
     "parse_heads": "analysis.heads",
+    "qk_attribution": "analysis.methods.qk_attribution",
     "residual_patching": "analysis.methods.patching",
+    "retrieval_scores": "analysis.methods.retrieval",
     "run_trace": "analysis.runtime.trace",
     "weight_scores": "analysis.methods.weight_scores",
+    "streaming_scores": "analysis.methods.streaming",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -101,6 +101,17 @@ FIELDS: dict[str, StateField] = _fields(
                help="patching: distractor token (empty = corrupted top prediction)"),
     StateField("patch_heads", "str", "", max_chars=400, help="patching: heads patched position by position"),
     StateField("patch_residual", "bool", False, help="patching: compute the residual-stream grid"),
+    # why a head attends (QK attribution) and long contexts
+    StateField("qk_query", "int", -1, -1, 100_000, help="head view: query position of the explained cell (-1 = none)"),
+    StateField("qk_key", "int", -1, -1, 100_000, help="head view: key position of the explained cell"),
+    StateField("lab_lookback", "bool", False, help="lab: lookback ratio of every head during the generation"),
+    StateField("lc_lengths", "str", "256,512", max_chars=60, help="long contexts: haystack lengths in tokens"),
+    StateField("lc_needles", "int", 1, 1, 5, help="long contexts: how many of the built-in needles"),
+    StateField("lc_retrieval", "bool", False, help="long contexts: run the needle probe"),
+    StateField("lc_sink", "int", 4, 0, 4096, help="long contexts: sink tokens a streaming head keeps"),
+    StateField("lc_window", "int", 64, 0, 4096, help="long contexts: recent tokens a streaming head keeps"),
+    StateField("lc_threshold", "float", 0.01, 0.0, 10.0, help="long contexts: |Δ loss| below which a head streams"),
+    StateField("lc_streaming", "bool", False, help="long contexts: run the streaming scores"),
     # circuits (clean prompt = text, corrupted prompt = compare_text, metric and tokens as for patching)
     StateField("circuit_method", "str", "eap", choices=tuple(SCORE_METHODS), help="circuits: edge scores, eap or eap-ig"),
     StateField("circuit_steps", "int", 5, 1, MAX_STEPS, help="circuits: integration steps of EAP-IG"),

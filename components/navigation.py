@@ -21,6 +21,7 @@ PAGES: list[tuple[str, str, str, str]] = [
     ("pages/circuits.py", "Circuits", ":material/hub:", "circuits"),
     ("pages/flow.py", "Rollout and flow", ":material/account_tree:", "flow"),
     ("pages/head_writes.py", "What a head writes", ":material/edit_note:", "writes"),
+    ("pages/long_context.py", "Long contexts", ":material/straighten:", "long_context"),
     ("pages/compare.py", "Compare", ":material/compare:", "compare"),
     ("pages/datasets.py", "Datasets and jobs", ":material/dataset:", "datasets"),
 ]

@@ -4,6 +4,7 @@ import streamlit as st
 
 from analysis.runtime.tokens import visible_token
 from components.caches.ablation import cached_ablation, streamed_generation
+from components.panels.lookback import lookback_panel
 from components.figures.ablation import downstream_figure, loss_curve, paired_bars
 from components.panels.lab_export import lab_downloads
 from components.widgets.lab_presets import presets
@@ -61,6 +62,7 @@ if not selection:  # nothing edited yet: the clean run at once, from the trace
     if state["gen_tokens"] > 0:
         st.subheader(f"Greedy continuation ({state['gen_tokens']} tokens)")
         continuation(st.empty(), ())
+        lookback_panel(state, ())
     st.stop()
 
 source_text = resample_source(selection, trace, state)
@@ -97,6 +99,7 @@ if info.causal and state["gen_tokens"] > 0:
         column.markdown(f"**{title}**")
         slots.append(column.empty())
     continuations = {"before": continuation(slots[0], ()), "after": continuation(slots[1], selection, source_text)}
+    lookback_panel(state, selection)
 else:
     continuations = {}
 lab_downloads(state["model"], result, continuations)

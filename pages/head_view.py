@@ -3,11 +3,13 @@ whole layer side by side."""
 import streamlit as st
 
 from components.figures.attention import head_figure, layer_figure, pooled_head_figure
+from components.figures.qk import add_cell_click_layer
 from components.caches.models import cached_layer_patterns, cached_pattern
-from components.widgets.head_picker import head_picker
+from components.panels.qk_breakdown import qk_breakdown_panel
+from components.widgets.head_picker import clicked_point, head_picker
 from components.panels.notes import notes_panel
 from components.page import page_context
-from components.state import bind
+from components.state import bind, update_state
 
 FULL_VIEW_TOKENS = 256  # up to this length the whole pattern is drawn cell by cell
 WINDOW = 160  # rows and columns of the full-resolution window on longer texts
@@ -32,6 +34,15 @@ source = (state["model"], state["text"], int(state["max_tokens"]))
 n_tokens = trace.n_tokens
 
 
+def clickable_head_figure(figure, key: str, first_query: int = 0, first_key: int = 0) -> None:
+    """Draw a head figure whose cells can be clicked; a click selects the cell the QK breakdown explains."""
+    point = clicked_point(add_cell_click_layer(figure, first_query, first_key), key)
+    if point is not None and point.get("customdata") is not None:
+        query, key_position = (int(value) for value in point["customdata"][:2])
+        update_state(qk_query=query, qk_key=key_position)
+        st.rerun()
+
+
 def window_start(field: str, default: int) -> int:
     """The window's first row or column from the state (-1 = default), kept inside the text."""
     value = state[field] if state[field] >= 0 else default
@@ -46,8 +57,8 @@ if state["side_by_side"]:
                                  state["log_color"], columns=3 if info.n_heads > 4 else 2, selected=head),
                     key="layer_heads")
 elif n_tokens <= FULL_VIEW_TOKENS:
-    st.plotly_chart(head_figure(cached_pattern(*source, layer, head), tokens, f"L{layer}H{head}: query → key",
-                                state["hide_first"], state["log_color"]), key="head_heatmap")
+    clickable_head_figure(head_figure(cached_pattern(*source, layer, head), tokens, f"L{layer}H{head}: query → key",
+                                      state["hide_first"], state["log_color"]), "head_heatmap")
 else:
     pattern = cached_pattern(*source, layer, head)
     first_query = window_start("zoom_query", n_tokens - WINDOW)
@@ -70,8 +81,10 @@ else:
                                            window=(first_query, first_key, WINDOW)), key="head_pooled")
     with right:
         window = pattern[first_query:first_query + WINDOW, first_key:first_key + WINDOW]
-        st.plotly_chart(head_figure(window, tokens, f"L{layer}H{head}: queries {first_query}–"
-                                    f"{first_query + WINDOW - 1} → keys {first_key}–{first_key + WINDOW - 1}",
-                                    state["hide_first"], state["log_color"], first_query, first_key),
-                        key="head_heatmap")
+        clickable_head_figure(head_figure(window, tokens, f"L{layer}H{head}: queries {first_query}–"
+                                          f"{first_query + WINDOW - 1} → keys {first_key}–{first_key + WINDOW - 1}",
+                                          state["hide_first"], state["log_color"], first_query, first_key),
+                              "head_heatmap", first_query, first_key)
+if info.causal and not state["side_by_side"]:
+    qk_breakdown_panel(state, info, tokens, cached_pattern(*source, layer, head))
 notes_panel(info.name, layer, head)

@@ -7,6 +7,8 @@ import sys
 from typing import Callable
 
 from analysis.cli.ablation import ablate_command, add_ablate_arguments, add_importance_arguments, importance_command
+from analysis.cli.attention_why import add_qk_arguments, add_retrieval_arguments, add_streaming_arguments, \
+    qk_command, retrieval_command, streaming_command
 from analysis.cli.circuit import add_circuit_arguments, circuit_command
 from analysis.cli.census import add_census_arguments, census_command
 from analysis.cli.dataset import add_dataset_arguments, dataset_command
@@ -60,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("ablate", "apply head interventions and compare with the clean run", ablate_command, add_ablate_arguments),
         ("rollout", "attention rollout: each input token's share in an output token", rollout_command,
          add_rollout_arguments),
+        ("qk", "why a head attends from a query to a key: its logit as query × key component terms", qk_command,
+         add_qk_arguments),
+        ("retrieval", "retrieval heads: a needle-in-a-haystack probe and each head's copy-paste score",
+         retrieval_command, add_retrieval_arguments),
+        ("streaming", "streaming heads: the loss change when a head sees only sink + window keys", streaming_command,
+         add_streaming_arguments),
         ("dla", "direct logit attribution of every head to a target token", dla_command, add_dla_arguments),
         ("compare", "rank heads by how much their attention differs between two texts or models", compare_command,
          add_compare_arguments),

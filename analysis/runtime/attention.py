@@ -28,7 +28,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
-from analysis.runtime.interventions import EditTensors, SiteEdit
+from analysis.runtime.interventions import EditTensors, SiteEdit, StreamingEdit
 from analysis.runtime.sites import SiteFilter
 
 ATTENTION_NAME = "atlas"
@@ -59,6 +59,7 @@ class CallRecord:
     key_readout: torch.Tensor | None = None  # [keys, c]: columns every layer's attention also reads (A · R)
     on_key_readout: Callable[[int, torch.Tensor], None] | None = None  # (layer, A · R [b, query, heads, c])
     causal_layers: frozenset[int] = frozenset()  # layers whose mask is exactly causal: the fused kernel's own
+    streaming: StreamingEdit | None = None  # heads restricted to sink + window keys (a per-head mask)
     stop_after_layer: int | None = None  # raise StopForward once this layer's attention has run
     store: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)  # (site, layer) -> tensor
     call_order: list[int] = field(default_factory=list)  # id(module) of each attention call, in order
@@ -122,10 +123,15 @@ def atlas_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
     query, key, value = record.before_attention(module, query, key, value)
     layer = record.layer_of.get(id(module))
     fused = kwargs.get("softcap") is None and layer is not None and not record.needs_weights(layer)
+    streaming = record.streaming is not None and layer in record.streaming.active_layers
+    if streaming:  # per-head masks broadcast over the batch and heads in both the eager and the fused path
+        attention_mask = record.streaming.mask(layer, None if attention_mask is None else
+                                               attention_mask[:, :, :, :key.shape[-2]], query.shape[-2],
+                                               key.shape[-2], record.position_offset, query.dtype)
 
     def attend(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if fused:  # an exactly causal mask is the kernel's own (is_causal), which is faster than a given one
-            mask = None if layer in record.causal_layers else attention_mask
+            mask = None if layer in record.causal_layers and not streaming else attention_mask
             return sdpa_attention_forward(module, query, key, values, mask, dropout=dropout, scaling=scaling,
                                           **kwargs)
         return _model_eager_attention(module)(module, query, key, values, attention_mask, scaling=scaling,

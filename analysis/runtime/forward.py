@@ -15,7 +15,7 @@ import torch
 from analysis.runtime.attention import CALL_KEYWORD, CallRecord, StopForward
 from analysis.runtime.cache import ActivationCache
 from analysis.runtime.handle import ModelHandle
-from analysis.runtime.interventions import Edits, EditTensors, SiteEdit
+from analysis.runtime.interventions import Edits, EditTensors, SiteEdit, StreamingEdit
 from analysis.runtime.site_hooks import recording
 from analysis.runtime.sites import HEAD_SITES, SiteFilter, SiteSelection, site_filter
 
@@ -57,15 +57,15 @@ def _expanded(keep: SiteFilter) -> SiteFilter:
     return wanted
 
 
-def _split_edits(edits: Edits | EditTensors | Sequence[SiteEdit] | None) -> tuple[EditTensors | None,
-                                                                                 tuple[SiteEdit, ...]]:
+def _split_edits(edits: Edits | EditTensors | Sequence[SiteEdit] | None
+                 ) -> tuple[EditTensors | None, tuple[SiteEdit, ...], StreamingEdit | None]:
     if edits is None:
-        return None, ()
+        return None, (), None
     if isinstance(edits, EditTensors):
-        return edits, ()
+        return edits, (), None
     if isinstance(edits, Edits):
-        return edits.heads, edits.sites
-    return None, tuple(edits)
+        return edits.heads, edits.sites, edits.streaming
+    return None, tuple(edits), None
 
 
 def run_with_cache(
@@ -99,8 +99,9 @@ def run_with_cache(
     """
     check_editable(handle)
     parts = handle.parts
-    head_edits, site_edits = _split_edits(edits)
+    head_edits, site_edits, streaming = _split_edits(edits)
     batch = max(input_ids.shape[0], head_edits.batch if head_edits is not None else 1,
+                streaming.heads.shape[0] if streaming is not None else 1,
                 start_residual.shape[0] if start_residual is not None else 1)
     keeps_sites = not (sites is None or (not callable(sites) and not tuple(sites)))
     by_site: dict[tuple[str, int], tuple[SiteEdit, ...]] = {}
@@ -108,7 +109,7 @@ def run_with_cache(
         by_site[edit.site, edit.layer] = by_site.get((edit.site, edit.layer), ()) + (edit,)
     record = CallRecord(parts.layer_of, head_edits, _expanded(site_filter(sites)), by_site, grad=grad,
                         stream_grad=grad and keeps_sites, on_pattern=on_pattern, key_readout=key_readout,
-                        on_key_readout=on_key_readout, causal_layers=parts.causal_layers)
+                        on_key_readout=on_key_readout, causal_layers=parts.causal_layers, streaming=streaming)
     checkpoint = grad and parts.supports_restart and input_ids.shape[1] > CHECKPOINT_TOKENS and not keeps_sites
     if checkpoint and start_layer == 0:  # the stream entering layer 0, from a forward without gradients
         start_residual = run_with_cache(handle, input_ids[:1], sites=lambda site, layer: site == "resid_pre" and

@@ -174,8 +174,59 @@ class SiteEdit:
 
 
 @dataclass(frozen=True, eq=False)
+class StreamingEdit:
+    """Restrict heads to the first ``sink`` keys plus the last ``window`` keys (query included), renormalised — a
+    streaming head (Xiao et al. 2024, DuoAttention; StreamingLLM's attention sink + recent window).
+
+    ``heads`` [batch, layers, heads] says which heads each batch row restricts. The restriction is an additive
+    mask per head passed with the call, on top of the model's own mask.
+    """
+
+    heads: torch.Tensor  # [batch, layers, heads] bool
+    sink: int = 4
+    window: int = 64
+
+    def __post_init__(self) -> None:
+        if self.sink < 0 or self.window < 0 or self.sink + self.window < 1:
+            raise ValueError("A streaming head needs a sink or a window of at least one key.")
+
+    @property
+    def active_layers(self) -> frozenset[int]:
+        """Layers with at least one restricted head."""
+        return frozenset(int(layer) for layer in torch.nonzero(self.heads.any(0).any(-1)).flatten())
+
+    def mask(self, layer: int, mask: torch.Tensor | None, n_queries: int, n_keys: int, offset: int,
+             dtype: torch.dtype) -> torch.Tensor:
+        """The additive mask [batch, heads, query, key] of ``layer``: the model's own ``mask`` (or causal, if
+        None), with keys outside sink + window blocked for the restricted heads. Queries start at ``offset``."""
+        queries = offset + torch.arange(n_queries)[:, None]
+        keys = torch.arange(n_keys)[None]
+        blocked = keys > queries
+        outside = blocked | ((keys >= self.sink) & (queries - keys >= self.window))
+        restricted = self.heads[:, layer].to(torch.bool)[:, :, None, None]  # [batch, heads, 1, 1]
+        lowest = torch.finfo(dtype).min
+        base = torch.where(blocked, lowest, 0.0).to(dtype)[None, None] if mask is None else mask.to(dtype)
+        base = base.expand(restricted.shape[0], restricted.shape[1], n_queries, n_keys)
+        return torch.where(restricted & outside.to(base.device), torch.tensor(lowest, dtype=dtype), base)
+
+
+def streaming_edit(rows: Sequence[Iterable[tuple[int, int]]], n_layers: int, n_heads: int, sink: int = 4,
+                   window: int = 64) -> StreamingEdit:
+    """One batch row per set of (layer, head) pairs restricted to sink + window keys."""
+    heads = torch.zeros(len(rows), n_layers, n_heads, dtype=torch.bool)
+    for row, pairs in enumerate(rows):
+        for layer, head in pairs:
+            if not (0 <= layer < n_layers and 0 <= head < n_heads):
+                raise HeadSpecError(f"{head_label(layer, head)} is outside this model ({n_layers} layers × "
+                                    f"{n_heads} heads).")
+            heads[row, layer, head] = True
+    return StreamingEdit(heads, sink, window)
+
+
+@dataclass(frozen=True, eq=False)
 class Edits:
-    """Everything one call edits: head edits (one batch row each) and edits at named sites."""
+    """Everything one call edits: head edits (one batch row each), edits at named sites, streaming heads."""
 
     heads: EditTensors | None = None
     sites: tuple[SiteEdit, ...] = ()
+    streaming: StreamingEdit | None = None

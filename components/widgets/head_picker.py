@@ -22,8 +22,9 @@ def head_picker(info: ModelInfo, state: dict) -> tuple[int, int]:
     return int(state["layer"]), int(state["head"])
 
 
-def head_grid(figure: go.Figure, key: str) -> tuple[int, int] | None:
-    """Draw a figure built with ``add_head_click_layer``; return the (layer, head) the user clicked, once."""
+def clicked_point(figure: go.Figure, key: str) -> dict | None:
+    """Draw a figure with an invisible click layer; return the point the user clicked, once (then a fresh
+    widget, so the same click is not read again on the next rerun)."""
     counter_key = f"{key}_clicks"
     generation = st.session_state.get(counter_key, 0)
     event = st.plotly_chart(figure, on_select="rerun", selection_mode="points", key=f"{key}_{generation}",
@@ -31,6 +32,11 @@ def head_grid(figure: go.Figure, key: str) -> tuple[int, int] | None:
     points = event.selection.points if event is not None else []
     if not points:
         return None
-    st.session_state[counter_key] = generation + 1  # a fresh widget next time, so the click is used once
-    point = points[0]
-    return int(round(point["y"])), int(round(point["x"]))
+    st.session_state[counter_key] = generation + 1
+    return points[0]
+
+
+def head_grid(figure: go.Figure, key: str) -> tuple[int, int] | None:
+    """Draw a figure built with ``add_head_click_layer``; return the (layer, head) the user clicked, once."""
+    point = clicked_point(figure, key)
+    return None if point is None else (int(round(point["y"])), int(round(point["x"])))
