@@ -1,6 +1,8 @@
 """Circuits in a real browser: build the IOI circuit, move the edge slider, share the link, open a node's head view."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.browser_support import figure_index, plot_point, wait_for_app
@@ -10,6 +12,14 @@ pytestmark = pytest.mark.browser
 
 def _kept(page) -> str:
     return page.locator('[data-testid="stMetric"]').filter(has_text="Edges after pruning").inner_text()
+
+
+def _wait_for_kept_change(page, before: str, timeout_s: float = 120.0) -> str:
+    """Wait until the page shows another pruned-edge count than ``before`` (the rerun after the slider has drawn)."""
+    deadline = time.monotonic() + timeout_s
+    while _kept(page) == before and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+    return _kept(page)
 
 
 def test_circuit_slider_share_and_head_view(app_url, browser, artifacts_dir):
@@ -26,8 +36,8 @@ def test_circuit_slider_share_and_head_view(app_url, browser, artifacts_dir):
     for _ in range(20):
         page.keyboard.press("ArrowRight")
     page.wait_for_url("**circuit_edges=60*", timeout=60_000)
+    assert _wait_for_kept_change(page, before) != before
     wait_for_app(page)
-    assert _kept(page) != before
     page.screenshot(path=str(artifacts_dir / "circuits.png"), full_page=True)
 
     page.get_by_role("button", name="Share this view").click()
