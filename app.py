@@ -16,6 +16,7 @@ st.set_page_config(page_title="Attention Atlas", page_icon=":material/hub:", lay
 resume_unfinished_jobs()
 sign_in_gate()
 navigation = st.navigation([st.Page(file, title=title, icon=icon, url_path=page_url_path(file), default=index == 0)
-                            for index, (file, title, icon, _) in enumerate(PAGES)])
+                            for index, (file, title, icon, _) in enumerate(PAGES)],
+                          expanded=True)  # every page in the menu: no 'View more' fold past the tenth
 render_sidebar()
 navigation.run()
