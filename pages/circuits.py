@@ -62,8 +62,8 @@ node = circuit_chart(circuit_figure(graph, edges, f"{len(edges)} edges ({method}
 if node is not None:
     open_head_view(node)
 st.caption("Colour: the input an edge feeds (query, key, value, MLP, logits); dotted: a negative score (patching "
-           "the edge would raise the metric); width: |score|. Hover an edge's middle for its score; click a head "
-           "to open its head view.")
+           "the edge from the corrupted prompt lowers the metric: the edge carries the behaviour); width: |score|. "
+           "Hover an edge's middle for its score; click a head to open its head view.")
 actions = st.columns(3)
 with actions[0]:
     lab_button(heads)
