@@ -70,7 +70,7 @@ def _figure_sizes(app) -> list[int]:
 def test_pages_open_a_long_text_with_light_figures(smollm2, long_link, page, extra):
     app = run_app(page, s=long_link, **extra)
     assert not app.exception, app.exception
-    assert "only the first 1100 are analysed" in messages(app)  # the text has a few more tokens than the cap
+    assert "only the first 1,100 are analysed" in messages(app)  # the text has a few more tokens than the cap
     sizes = _figure_sizes(app)
     assert sizes and max(sizes) < FIGURE_LIMIT, sizes
 
