@@ -35,9 +35,15 @@ def tiny_causal_folder(folder: Path) -> str:
 
 
 def in_process(folder: str, request: JobRequest) -> tuple[pd.DataFrame, list]:
-    """The same rows computed in this process, rounded like stored results (float32)."""
-    frame, errors = compute_rows(load_model(folder), KINDS[request.kind], list(enumerate(request.dataset.rows())),
-                                 request.options, request.max_tokens)
+    """The same rows computed in this process on one thread, as the workers run torch (the fused attention kernel's
+    sums depend on the thread count), rounded like stored results (float32)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        frame, errors = compute_rows(load_model(folder), KINDS[request.kind],
+                                     list(enumerate(request.dataset.rows())), request.options, request.max_tokens)
+    finally:
+        torch.set_num_threads(threads)
     return frame.astype({c: "float32" for c in frame.columns if frame[c].dtype == "float64"}), errors
 
 
