@@ -66,9 +66,10 @@ def test_lab_rows_read_as_one_intervention_and_the_all_heads_row_applies_at_once
     assert "**L1H5** · :small[removed]" in notes and ":small[50% of the way to its mean]" in notes
     assert ":small[×2.00]" in notes
     assert not [b for b in app.button if b.label == "Set"]
-    app.slider(key="w_lab_scale_all").set_value(1.0).run()  # no button: the change applies to every head
-    assert app.query_params["ablate"] == "L1H5:zero:1,L2H3:zero:1,L3H1:zero:1"
-    assert app.slider(key="w_lab_scale_L2H3").value == 1.0 and app.selectbox(key="w_lab_mode_L2H3").value == "zero"
+    # the mixed selection's common row starts at "unchanged" (1.00); no button: a change applies to every head
+    app.slider(key="w_lab_scale_all").set_value(0.5).run()
+    assert app.query_params["ablate"] == "L1H5:zero:0.5,L2H3:zero:0.5,L3H1:zero:0.5"
+    assert app.slider(key="w_lab_scale_L2H3").value == 0.5 and app.selectbox(key="w_lab_mode_L2H3").value == "zero"
 
 
 @pytest.mark.parametrize("preset, inputs", [("induction", ["k"]), ("sink", []), ("layer", ["layer"]),
