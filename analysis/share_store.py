@@ -18,7 +18,7 @@ import os
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -213,16 +213,18 @@ class ShareStore:
         author. Raises ShareError if the note is gone, belongs to someone else, or changed meanwhile."""
         text, label = _checked_text(text), label.strip()[:MAX_LABEL_CHARS]
         editor = (editor.strip() or "anonymous")[:MAX_NAME_CHARS]
-        self._replace(note_id, editor, editor_id, text=text, label=label, author=editor, updated_at=time.time())
-        return self.note(note_id)
+        values = {"text": text, "label": label, "author": editor, "updated_at": time.time()}
+        before = self._replace(note_id, editor, editor_id, **values)
+        return replace(before, revision=before.revision + 1, **values)
 
     def delete_note(self, note_id: int, editor: str, editor_id: str = "") -> None:
         """Delete a note (its last text stays in its history); same rules as ``edit_note``."""
         self._replace(note_id, editor, editor_id, deleted_at=time.time())
 
-    def _replace(self, note_id: int, editor: str, editor_id: str, **values: Any) -> None:
+    def _replace(self, note_id: int, editor: str, editor_id: str, **values: Any) -> HeadNote:
         """Copy the note's current text to its history and apply ``values``, in one transaction, only if the note
-        is still the revision read here (two editors at once: the second is told, nothing is overwritten)."""
+        is still the revision read here (two editors at once: the second is told, nothing is overwritten).
+        Returns the note as it was before this change."""
         current = self.note(note_id)
         if current is None:
             raise ShareError("This note no longer exists (it was deleted).")
@@ -239,6 +241,7 @@ class ShareStore:
                 note_id=current.id, text=current.text, label=current.label, author=current.author,
                 author_id=current.author_id, written_at=current.written_at, replaced_at=now,
                 replaced_by=(editor.strip() or "anonymous")[:MAX_NAME_CHARS]))
+        return current
 
     def note_history(self, note_id: int) -> list[NoteVersion]:
         """A note's earlier texts, oldest first (a deleted note's last text is the last entry)."""
