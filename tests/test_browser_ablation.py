@@ -19,8 +19,6 @@ BAR_VALUES = ("() => { const gd = [...document.querySelectorAll('.js-plotly-plot
 DEADLINE_S = 1200  # the whole test, on a loaded machine: an exact ablation of 270 heads, then the lab
 
 
-@pytest.mark.skip(reason="known bug: after importance → lab, moving the head's slider does not rerun the lab "
-                         "(the URL and bars keep 'removed'); the slider works on a lab opened from its link")
 def test_click_a_head_then_move_its_slider(app_url, browser, artifacts_dir):
     deadline = time.monotonic() + DEADLINE_S
 

@@ -27,7 +27,7 @@ HARD_MAX_TOKENS = 4096
 VIEW_ONLY_MAX_TOKENS = 1024  # models whose patterns come only from a full forward keeping every layer
 THUMBNAIL_CELLS = 64  # pooled cells per side of each head's kept thumbnail
 LOSS_CHUNK = 512  # positions unembedded at once for the per-token loss
-READOUT_TOKENS = 2048  # from this length the thumbnails are read through the fused kernel (faster: BENCHMARKS.md)
+READOUT_TOKENS = 1024  # from this length the thumbnails are read through the fused kernel (faster: BENCHMARKS.md)
 
 
 class TextError(ValueError):
