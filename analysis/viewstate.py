@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from analysis.methods.circuit_graph import PAGE_SELECTIONS
+from analysis.methods.path_patching import PATH_INPUTS
 from analysis.methods.census import PROBE_LENGTH, SCORE_COLUMNS, LabelThresholds, thresholds_dict
 from analysis.methods.edge_attribution import MAX_STEPS, SCORE_METHODS
 from analysis.methods.faithfulness import ABLATIONS
@@ -120,6 +121,10 @@ FIELDS: dict[str, StateField] = _fields(
     StateField("circuit_edges", "int", 100, 1, 20_000, help="circuits: edges in the circuit (before pruning)"),
     StateField("circuit_select", "str", "top_n", choices=tuple(PAGE_SELECTIONS),
                help="circuits: top n edges by |score|, or greedy from the logits up"),
+    StateField("path_receivers", "str", "", max_chars=400,
+               help="circuits: path patching receivers, e.g. L23H3, L20H0, MLP29, logits (empty = none)"),
+    StateField("path_inputs", "str", "q", choices=tuple(PATH_INPUTS),
+               help="circuits: which inputs of the receiver heads the sender reaches (q, k, v or several)"),
     # what a head computes, read from its weights
     StateField("comp_kind", "str", "K", choices=("Q", "K", "V"), help="composition: Q-, K- or V-composition shown"),
     StateField("comp_top", "int", 20, 5, 200, help="composition: strongest pairs of the model shown"),

@@ -15,6 +15,7 @@ import pandas as pd
 
 from analysis.datasets.generators import ioi_dataset
 from analysis.datasets.probes import patching_pair
+from analysis.methods.path_patching import path_patching, receiver_inputs
 from analysis.methods.circuit_graph import circuit_heads, select
 from analysis.methods.edge_attribution import edge_scores, exact_edge_values, prepare_edge_runs
 from analysis.methods.faithfulness import curve_auc, faithfulness_curve
@@ -78,6 +79,14 @@ def one_pair(handle) -> None:
     print(f"EAP-IG top-200 circuit: {int(circuit.sum())} edges after pruning, {len(heads)} heads: {sorted(heads)}")
     print(f"  of the 10 heads with the largest exact patching effect, in the circuit: {sorted(by_patching & heads)}")
     print(f"  of the 10 heads with the largest |DLA| of the logit difference, in the circuit: {sorted(by_dla & heads)}")
+    movers = ", ".join(f"L{layer}H{head}" for layer, head in zip(*np.unravel_index(np.argsort(-dla, axis=None)[:3],
+                                                                                    dla.shape)))
+    receivers = receiver_inputs(runs.graph, movers, ("q",))
+    paths = _timed(lambda: path_patching(handle, runs, receivers))
+    strongest = paths[2].reindex(paths[2]["effect"].abs().sort_values(ascending=False).index).head(6)
+    print(f"path patching into the queries of the 3 heads with the largest DLA ({movers}), "
+          f"{len(paths[2])} senders: {paths[0]:.1f} s wall, {paths[1]:.1f} s CPU; strongest senders: "
+          + ", ".join(f"{row.sender} ({row.effect:+.2f})" for row in strongest.itertuples()))
 
 
 def dataset_faithfulness(handle, n_pairs: int) -> None:

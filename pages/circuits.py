@@ -1,15 +1,16 @@
 """Circuits: which paths between heads and MLPs carry a behaviour — edge scores, the circuit graph, faithfulness."""
 import streamlit as st
 
-from analysis.methods.circuit_graph import circuit_heads, circuit_json, circuit_nodes
+from analysis.methods.circuit_graph import CircuitError, circuit_heads, circuit_json, circuit_nodes
 from analysis.methods.metrics import MetricError
 from analysis.methods.patching import PatchingError
 from analysis.runtime.tokens import display_token
 from components.caches.circuits import cached_curve, cached_faithfulness, cached_refinement, \
-    cached_scores, chosen_edges, circuit_request, circuit_runs
+    cached_paths, cached_scores, chosen_edges, circuit_request, circuit_runs
 from components.figures.circuits import circuit_figure, faithfulness_figure
 from components.page import page_context, require_editable_causal_model, second_trace_or_stop
-from components.widgets.circuits import circuit_chart, circuit_controls, lab_button, open_head_view, show
+from components.widgets.circuits import circuit_chart, circuit_controls, lab_button, open_head_view, path_controls, \
+    path_grid, show
 from components.widgets.patching import patching_controls
 
 CIRCUIT_TOKENS = 128  # longer prompts: every node input's gradient and every edge grow with the length
@@ -100,3 +101,26 @@ st.button(f"Refine the top {REFINED_EDGES} edges exactly", key="circuit_refine",
 if st.session_state.get("circuit_refine_on"):
     refined = cached_refinement(request, method, steps, REFINED_EDGES)
     st.dataframe(refined, hide_index=True, width="stretch")
+
+st.subheader("Path patching")
+st.caption("A sender's effect through chosen receivers only (Wang et al. 2022): the sender's corrupted write reaches "
+           "just the receivers' inputs, every other path from it stays clean, and everything downstream of the "
+           "receivers is recomputed. Effect: the normalised metric − 1 (−1: the path carries the whole clean − "
+           "corrupted gap). In IOI, the name movers' queries as receivers show the S-inhibition heads as senders.")
+receivers, inputs = path_controls(state)
+if not receivers:
+    st.caption("Name the receivers (for example the heads the circuit ends in) to see every sender's path effect.")
+else:
+    st.button("Run path patching", key="circuit_paths", on_click=show, args=("circuit_paths_on",),
+              help="One run of the whole model per sender, eight senders per call: receivers in a high layer have "
+                   "hundreds of senders.")
+if receivers and st.session_state.get("circuit_paths_on"):
+    try:
+        paths = cached_paths(request, receivers, inputs)
+    except CircuitError as error:
+        st.error(str(error))
+    else:
+        picked = path_grid(paths, info.n_layers, info.n_heads,
+                           f"Path effect into {receivers[:60]} ({inputs}); click a head for its head view")
+        if picked is not None:
+            open_head_view(f"L{picked[0]}H{picked[1]}")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from analysis.cli.main import main
-from analysis.methods.edge_attribution import edge_scores, prepare_edge_runs
+from analysis.methods.edge_attribution import edge_scores, exact_edge_values, prepare_edge_runs
 from analysis.methods.faithfulness import circuit_values
 from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.methods.patching import PatchingMetric
@@ -52,6 +52,27 @@ def test_circuit_page_slider_faithfulness_and_link(smollm2):
     assert reopened.dataframe[0].value.equals(edges)
     bad = run_app(PAGE, compare_text="When Mary and John went to the shop, Mary gave a drink to Bob")
     assert "same token length" in messages(bad) and not bad.exception
+
+
+def test_path_patching_on_the_page_is_the_exact_edge_patch_and_its_receivers_are_in_the_link(smollm2):
+    app = run_app(PAGE, circuit_edges="50", path_receivers="L1H5", path_inputs="v")
+    assert not app.exception, app.exception
+    app.button(key="circuit_paths").click().run()
+    assert not app.exception, app.exception
+    assert (app.query_params["path_receivers"], app.query_params["path_inputs"]) == ("L1H5", "v")
+    others = app.dataframe[-1].value  # the senders that are not heads: the input and MLP0
+    assert set(others["sender"]) == {"input", "MLP0"}
+    clean, corrupted = (encode_text(smollm2, text)[0] for text in (IOI_PROMPT, CORRUPTED_IOI_PROMPT))
+    runs = prepare_edge_runs(smollm2, clean, corrupted, PatchingMetric())
+    table = edge_scores(smollm2, runs, "eap")
+    group = f"L1KV{5 // runs.graph.group_size}"  # SmolLM2: grouped-query attention, v belongs to the KV group
+    edges = table[(table["target"] == group) & (table["input"] == "v") & table["source"].isin(["input", "MLP0"])]
+    exact = runs.baseline.normalise(exact_edge_values(smollm2, runs, edges)) - 1.0
+    shown = others.set_index("sender").loc[list(edges["source"]), "effect"].to_numpy()
+    assert np.allclose(shown, exact, atol=1e-4)
+    bad = run_app(PAGE, path_receivers="L99H0")
+    bad.button(key="circuit_paths").click().run()
+    assert "layer 99 does not exist" in messages(bad) and not bad.exception
 
 
 def test_circuit_cli_writes_csv_and_eap_ig_json(smollm2, tmp_path, capsys):

@@ -25,6 +25,9 @@ from analysis.methods.circuit_graph import INPUT_KINDS, CircuitError, CircuitGra
 from analysis.methods.edge_attribution import EdgeRuns
 from analysis.methods.faithfulness import kept_edge_values
 from analysis.runtime.handle import ModelHandle
+PATH_INPUTS = {"q": "query", "k": "key", "v": "value", "qk": "query and key", "qv": "query and value",
+               "kv": "key and value", "qkv": "query, key and value"}  # which inputs of the receiver heads
+
 
 def receiver_inputs(graph: CircuitGraph, receivers: str, kinds: Sequence[str] = ("q",)) -> list[int]:
     """Columns of ``graph.inputs`` read by ``receivers`` ("L23H3, L20H*, MLP29, logits"): each head's ``kinds``

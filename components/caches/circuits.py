@@ -13,6 +13,7 @@ from analysis.memory_budget import memoise
 from analysis.methods.circuit_graph import select
 from analysis.methods.edge_attribution import EdgeRuns, edge_scores, prepare_edge_runs, refine
 from analysis.methods.faithfulness import circuit_values, faithfulness_curve
+from analysis.methods.path_patching import path_patching, receiver_inputs
 from components.caches.models import cached_model, with_spinner
 from components.caches.patching import PatchRequest
 
@@ -61,3 +62,11 @@ def cached_curve(request: PatchRequest, steps: int, ablation: str) -> pd.DataFra
 def cached_refinement(request: PatchRequest, method: str, steps: int, top_k: int) -> pd.DataFrame:
     """The ``top_k`` edges by |score|, patched exactly (``score``), with the method's ``estimate``."""
     return refine(cached_model(request.model), circuit_runs(request), cached_scores(request, method, steps), top_k)
+
+
+@memoise(on_miss=with_spinner("Path patching: every sender into the receivers, the rest of the model clean…"))
+def cached_paths(request: PatchRequest, receivers: str, inputs: str) -> pd.DataFrame:
+    """Every sender's path effect through ``receivers`` (their ``inputs``: letters of q, k, v); raises
+    CircuitError with a message for people."""
+    runs = circuit_runs(request)
+    return path_patching(cached_model(request.model), runs, receiver_inputs(runs.graph, receivers, tuple(inputs)))

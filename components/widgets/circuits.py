@@ -3,16 +3,21 @@ is chosen and its number of edges; a click on a circuit node opens its head view
 ablation lab."""
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis.heads import head_label
+from analysis.heads import head_label, heads_frame
 from analysis.runtime.interventions import HeadIntervention
 from analysis.methods.circuit_graph import PAGE_SELECTIONS
 from analysis.methods.edge_attribution import MAX_STEPS, SCORE_METHODS
 from analysis.methods.faithfulness import ABLATIONS
+from analysis.methods.path_patching import PATH_INPUTS
 from analysis.methods.ablation_spec import format_ablation
+from components.figures.grids import add_head_click_layer, importance_grid
 from components.navigation import page_file
+from components.widgets.head_picker import head_grid
 from components.state import bind, update_state
 
 _TO_LAB = "circuit_open_lab"
@@ -51,6 +56,40 @@ def circuit_controls(state: dict, n_edges: int) -> tuple[str, int, str, str, int
     steps = int(state["circuit_steps"]) if state["circuit_method"] == "eap-ig" else 1
     return (state["circuit_method"], steps, state["circuit_ablation"], state["circuit_select"],
             min(int(state["circuit_edges"]), limit))
+
+
+def path_controls(state: dict) -> tuple[str, str]:
+    """The receivers of path patching and which of their head inputs the sender reaches; returns both."""
+    columns = st.columns([3, 1])
+    with columns[0]:
+        bind(st.text_input, "path_receivers", "Receivers", value=state["path_receivers"],
+             placeholder="e.g. L23H3, L20H0 (heads), MLP29, logits",
+             help="The nodes the sender's corrupted write reaches; every other path from the sender stays clean "
+                  "and everything downstream of the receivers is recomputed (Wang et al. 2022).")
+    with columns[1]:
+        bind(st.selectbox, "path_inputs", "Receiver heads' inputs", options=list(PATH_INPUTS),
+             format_func=PATH_INPUTS.get, index=list(PATH_INPUTS).index(state["path_inputs"]),
+             help="Which of a receiver head's inputs the sender reaches: its query (Q-composition), key or value. "
+                  "Under grouped-query attention a key or value input belongs to the head's KV group.")
+    return state["path_receivers"].strip(), state["path_inputs"]
+
+
+def path_grid(paths: pd.DataFrame, n_layers: int, n_heads: int, title: str) -> tuple[int, int] | None:
+    """The head senders' path effects as a layer × head grid (blank: not upstream of a receiver), the other
+    senders (the input, MLPs) in a table; returns the head the user clicked, once."""
+    heads = paths[paths["head"] >= 0]
+    effect = np.full((n_layers, n_heads), np.nan)
+    effect[heads["layer"].to_numpy(), heads["head"].to_numpy()] = heads["effect"].to_numpy()
+    frame = heads_frame(n_layers, n_heads, effect=effect)
+    hover = [f"{name}: {value:+.3f}" if np.isfinite(value) else f"{name}: not upstream of the receivers"
+             for name, value in zip(frame["head"], frame["effect"])]
+    clicked = head_grid(add_head_click_layer(importance_grid(frame, "effect", title, signed=True), n_layers, n_heads,
+                                             hover, marker_size=14), key="circuit_paths")
+    others = paths[paths["head"] < 0][["sender", "effect"]]
+    if not others.empty:
+        st.dataframe(others.reindex(others["effect"].abs().sort_values(ascending=False).index).head(12),
+                     hide_index=True, width="content")
+    return clicked
 
 
 def circuit_chart(figure: go.Figure, key: str) -> str | None:
