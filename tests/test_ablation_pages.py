@@ -154,3 +154,10 @@ def test_streaming_heads_change_the_prediction_once_their_window_misses_the_text
     assert not app.exception
     assert app.query_params["ablate"] == ",".join(f"L0H{h}:stream:1" for h in range(9))
     assert float(delta()) > 0.01 and _top_prediction(app) != unchanged
+    app = run_app(LAB, ablate="L1H5:zero:0")  # one head's row: to streaming, a narrower window, and back
+    app.selectbox(key="w_lab_mode_L1H5").set_value("stream").run()
+    assert app.query_params["ablate"] == "L1H5:stream:64" and not app.exception
+    app.number_input(key="w_lab_window_L1H5").set_value(8).run()
+    assert app.query_params["ablate"] == "L1H5:stream:8"
+    app.selectbox(key="w_lab_mode_L1H5").set_value("zero").run()
+    assert app.query_params["ablate"] == "L1H5:zero:0" and not app.exception
