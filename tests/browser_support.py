@@ -96,6 +96,17 @@ def plot_point(page, data_x: float, data_y: float, index: int = 0) -> tuple[floa
     )
 
 
+def category_cell(page, column: int, row: int, index: int = 0) -> tuple[float, float]:
+    """Screen coordinates of the centre of cell (``column``, ``row``), counted in categories, of the index-th
+    Plotly figure on the page (a heatmap over token labels)."""
+    return page.evaluate(
+        """([x, y, i]) => { const gd = document.querySelectorAll('.js-plotly-plot')[i];
+            const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+            return [box.left + gd._fullLayout.xaxis.l2p(x), box.top + gd._fullLayout.yaxis.l2p(y)]; }""",
+        [column, row, index],
+    )
+
+
 FIGURE_INDEX = ("(title) => [...document.querySelectorAll('.js-plotly-plot')].findIndex("
                 "gd => gd.layout && gd.layout.title && String(gd.layout.title.text).includes(title))")
 

@@ -17,9 +17,9 @@ def test_importance_writes_one_row_per_head(smollm2, tmp_path, capsys):
 
 
 def test_ablate_prints_before_and_after(smollm2, capsys):
-    assert main(["ablate", "--heads", "L1H5,L3H*:mean:0.5", "--gen-tokens", "2"]) == 0
+    assert main(["ablate", "--heads", "L1H5,L3H*:mean:0.5,L2H0:stream:4", "--gen-tokens", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "10 heads: L1H5 zero ×0, L3H0 mean ×0.5" in printed
+    assert "11 heads: L1H5 zero ×0, L3H0 mean ×0.5" in printed and "L3H8 mean ×0.5, L2H0 stream 4" in printed
     assert "␣Mary" in printed and "before: ' Mary" in printed and "downstream heads" in printed
 
 

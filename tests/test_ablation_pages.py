@@ -140,3 +140,24 @@ def test_the_all_heads_row_of_a_mixed_selection_does_not_read_as_every_head_remo
     assert not app.exception
     assert app.slider(key="w_lab_scale_all").value == 1.0  # not 0.00, which reads as every head removed
     assert any("heads differ: each keeps its own setting" in m.value for m in app.markdown)
+
+
+def test_streaming_heads_change_the_prediction_once_their_window_misses_the_text(smollm2):
+    app = run_app(LAB, ablate="L0H*:stream:64")  # a window covering the 15 tokens: the clean run
+    assert not app.exception and not messages(app)
+    delta = lambda: next(m.value for m in app.metric if m.label == "Δ loss")  # noqa: E731
+    unchanged = _top_prediction(app)
+    assert abs(float(delta())) < 1e-4 and unchanged.startswith("␣Mary (92")
+    assert app.selectbox(key="w_lab_mode_L0H0").value == "stream"
+    assert "sees the first 4 + last 64 tokens" in " ".join(m.value for m in app.markdown)
+    app.number_input(key="w_lab_window_all").set_value(1).run()
+    assert not app.exception
+    assert app.query_params["ablate"] == ",".join(f"L0H{h}:stream:1" for h in range(9))
+    assert float(delta()) > 0.01 and _top_prediction(app) != unchanged
+    app = run_app(LAB, ablate="L1H5:zero:0")  # one head's row: to streaming, a narrower window, and back
+    app.selectbox(key="w_lab_mode_L1H5").set_value("stream").run()
+    assert app.query_params["ablate"] == "L1H5:stream:64" and not app.exception
+    app.number_input(key="w_lab_window_L1H5").set_value(8).run()
+    assert app.query_params["ablate"] == "L1H5:stream:8"
+    app.selectbox(key="w_lab_mode_L1H5").set_value("zero").run()
+    assert app.query_params["ablate"] == "L1H5:zero:0" and not app.exception

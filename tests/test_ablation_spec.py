@@ -34,6 +34,9 @@ def test_items_without_settings_keep_the_current_ones_or_start_removed():
     ("L1H1:zero:5", "outside 0–2"),
     ("L1H1:zero:half", "'half' is not a number"),
     ("L1H1:zero:0:1", "write a head as L3H1"),
+    ("L1H1:stream:-3", "'-3' is not a whole number of tokens from 0 to 4096"),
+    ("L1H1:stream:1.5", "'1.5' is not a whole number"),
+    ("L1H1:stream:5000", "'5000' is not a whole number"),
 ])
 def test_bad_specs_say_what_is_wrong(spec, message):
     with pytest.raises(HeadSpecError, match=re.escape(message)):
@@ -62,3 +65,13 @@ def test_random_preset_is_seeded():
     assert len(set(first)) == 5 and first == preset_heads("random", None, 30, 9, k=5, seed=1)
     assert first != preset_heads("random", None, 30, 9, k=5, seed=2)
     assert all(0 <= layer < 30 and 0 <= head < 9 for layer, head in first)
+
+
+def test_streaming_heads_round_trip_with_their_window():
+    selection = parse_ablation("L3H1:stream:8, L2H*:stream, L1H0:zero:0.5", 4, 3)
+    assert selection[0] == HeadIntervention(3, 1, "stream", window=8)
+    assert [edit.window for edit in selection[1:4]] == [64, 64, 64]  # a new streaming head keeps 64 recent tokens
+    assert format_ablation(selection[:1]) == "L3H1:stream:8"
+    assert parse_ablation(format_ablation(selection), 4, 3) == selection
+    assert parse_ablation("L3H1", 4, 3, selection[:1]) == selection[:1]  # no number: the head keeps its window
+    assert parse_ablation("L3H1:zero", 4, 3, selection[:1]) == [HeadIntervention(3, 1, "zero", 0.0)]

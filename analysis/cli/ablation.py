@@ -8,6 +8,7 @@ from analysis.methods.ablation import ablate, greedy_generate
 from analysis.methods.ablation_spec import parse_ablation
 from analysis.methods.importance import ABLATION_MODES, ablation_importance, gradient_importance, rank_correlation
 from analysis.runtime.loading import load_model
+from analysis.runtime.interventions import STREAM
 from analysis.methods.metrics import METRICS, Metric, resolve_target
 from analysis.datasets.probes import CORRUPTED_IOI_PROMPT, IOI_PROMPT
 from analysis.runtime.tokens import display_token
@@ -43,7 +44,8 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ablate``."""
     add_metric_arguments(parser)
     parser.add_argument("--heads", required=True,
-                        help="e.g. 'L3H1,L5H*', 'L3H1:mean:0.5' or 'L1H5:resample:0' (default zero, scale 0)")
+                        help="e.g. 'L3H1,L5H*', 'L3H1:mean:0.5', 'L1H5:resample:0' or 'L2H0:stream:64' (a "
+                             "streaming head: the first 4 tokens and the last 64) (default zero, scale 0)")
     parser.add_argument("--second-text", default=CORRUPTED_IOI_PROMPT,
                         help="text of the same token length that resample heads take their output from "
                              "(default: the corrupted IOI sentence)")
@@ -85,7 +87,9 @@ def ablate_command(args: argparse.Namespace) -> int:
     interventions = parse_ablation(args.heads, handle.info.n_layers, handle.info.n_heads)
     source_ids = encode_text(handle, args.second_text, args.max_tokens)[0]
     result = ablate(handle, ids, interventions, metric=Metric("loss", args.span, target_id), source_ids=source_ids)
-    print(f"{len(interventions)} heads: {', '.join(f'{e.label} {e.mode} ×{e.scale:g}' for e in interventions)}")
+    described = (f"{e.label} stream {e.window}" if e.mode == STREAM else f"{e.label} {e.mode} ×{e.scale:g}"
+                 for e in interventions)
+    print(f"{len(interventions)} heads: {', '.join(described)}")
     print("  ".join(f"{name} {value:+.4f}" for name, value in result.metrics.items()))
     if not result.top.empty:
         top = result.top.head(10).assign(token=lambda t: t["token"].map(display_token))

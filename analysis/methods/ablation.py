@@ -21,7 +21,7 @@ from analysis.runtime.cache import ActivationCache
 from analysis.runtime.forward import generate_greedy, layer_attention, run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.heads import heads_frame
-from analysis.runtime.interventions import EditBases, EditTensors, HeadIntervention, MissingBaseError, compile_edits
+from analysis.runtime.interventions import EditBases, Edits, HeadIntervention, MissingBaseError, compile_selection
 from analysis.methods.metrics import METRICS, Metric, MetricError, Reference, last_log_probs, metric_delta, reference, \
     token_loss
 from analysis.runtime.tokens import token_strings
@@ -70,9 +70,10 @@ def source_outputs(handle: ModelHandle, source_ids: torch.Tensor) -> tuple[torch
     return tuple(run_with_cache(handle, source_ids, sites=("head_output",)).stack("head_output")[:, 0])
 
 
-def edit_tensors(handle: ModelHandle, rows: list[list[HeadIntervention]], input_ids: torch.Tensor,
-                 source_ids: torch.Tensor | None = None) -> EditTensors:
-    """Compile interventions, computing only the bases they use: reference means, another text's outputs."""
+def selection_edits(handle: ModelHandle, rows: list[list[HeadIntervention]], input_ids: torch.Tensor,
+                    source_ids: torch.Tensor | None = None) -> Edits:
+    """Compile interventions (head-output edits and streaming heads), computing only the bases they use:
+    reference means, another text's outputs."""
     modes = {edit.mode for row in rows for edit in row}
     source = None
     if "resample" in modes:
@@ -83,7 +84,7 @@ def edit_tensors(handle: ModelHandle, rows: list[list[HeadIntervention]], input_
                                    f"{source_ids.shape[1]} tokens, the text has {input_ids.shape[1]}.")
         source = source_outputs(handle, source_ids)
     bases = EditBases(mean=reference_means(handle) if "mean" in modes else None, source=source)
-    return compile_edits(rows, handle.info.n_layers, handle.info.n_heads, bases)
+    return compile_selection(rows, handle.info.n_layers, handle.info.n_heads, bases)
 
 
 def _top_table(handle: ModelHandle, before: torch.Tensor, after: torch.Tensor, k: int) -> pd.DataFrame:
@@ -137,7 +138,7 @@ def ablate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[Hea
     ``source_ids`` is the text of the same length that "resample" edits take head outputs from.
     """
     clean = clean or clean_run(handle, input_ids)
-    edits = edit_tensors(handle, [interventions], input_ids, source_ids)
+    edits = selection_edits(handle, [interventions], input_ids, source_ids)
     change = np.zeros((handle.info.n_layers, handle.info.n_heads))
     kept, output = _Downstream(change, n_downstream), None  # no active edit: the clean run itself
     if edits.active_layers:
@@ -181,13 +182,14 @@ def greedy_generate(handle: ModelHandle, input_ids: torch.Tensor, interventions:
     """
     if not handle.info.causal:
         raise MetricError("Generation needs a causal language model.")
-    return generate_greedy(handle, input_ids, edit_tensors(handle, [interventions], input_ids, source_ids), n_tokens)
+    return generate_greedy(handle, input_ids, selection_edits(handle, [interventions], input_ids, source_ids),
+                           n_tokens)
 
 
 def greedy_generate_uncached(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[HeadIntervention],
                              n_tokens: int) -> list[int]:
     """The reference for ``greedy_generate``: a full forward over the whole sequence for every new token."""
-    edits = edit_tensors(handle, [interventions], input_ids)
+    edits = selection_edits(handle, [interventions], input_ids)
     edits = edits if edits.active_layers else None
     ids, generated = input_ids, []
     for _ in range(n_tokens):

@@ -12,11 +12,11 @@ import torch
 
 from analysis.runtime.forward import run_with_cache
 from analysis.runtime.handle import ModelHandle
-from analysis.runtime.interventions import EditTensors
+from analysis.runtime.interventions import Edits
 
 
 def generation_rows(handle: ModelHandle, prompt_ids: torch.Tensor, generated: list[int],
-                    edits: EditTensors | None = None) -> np.ndarray:
+                    edits: Edits | None = None) -> np.ndarray:
     """[layers, heads, steps, keys]: every head's attention at each generation step (step k: the query that
     produced ``generated[k]``, keys 0 … P − 1 + k, later keys 0) — with the same ``edits`` as the generation."""
     n_prompt, steps = prompt_ids.shape[1], len(generated)

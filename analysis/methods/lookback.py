@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from analysis.heads import heads_frame
-from analysis.methods.ablation import edit_tensors, greedy_generate
+from analysis.methods.ablation import greedy_generate, selection_edits
 from analysis.methods.generation_attention import generation_rows
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import HeadIntervention
@@ -38,7 +38,7 @@ def generation_lookback(handle: ModelHandle, prompt_ids: torch.Tensor, n_tokens:
     """Greedy-generate ``n_tokens`` (with the interventions) and return (the tokens, ratios [layers, heads, steps])."""
     interventions = list(interventions or [])
     generated = greedy_generate(handle, prompt_ids, interventions, n_tokens)
-    edits = edit_tensors(handle, [interventions], prompt_ids)
+    edits = selection_edits(handle, [interventions], prompt_ids)
     rows = generation_rows(handle, prompt_ids, generated, edits if edits.active_layers else None)
     return generated, lookback_ratios(rows, prompt_ids.shape[1])
 

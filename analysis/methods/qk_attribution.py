@@ -28,7 +28,7 @@ from analysis.runtime.cache import ActivationCache
 from analysis.runtime.forward import run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.norms import FrozenNorm, freeze_norm
-from analysis.runtime.query_key import attention_module, head_norm, input_norm, projections, rotary_function
+from analysis.runtime.weights import attention_module, head_norm, input_norm, query_key_projections, rotary_function
 
 BIAS = "bias"
 
@@ -96,7 +96,7 @@ def head_reads(handle: ModelHandle, layer: int, head: int, stream: torch.Tensor,
     stream = stream.float()
     frozen = freeze_norm(input_norm(handle, layer), stream)
     normed = frozen.linear(stream) + frozen.bias  # the input norm's output, from its frozen (= true) scale
-    wq, bq, wk, bk = projections(handle, layer)
+    wq, bq, wk, bk = query_key_projections(handle, layer)
     kv_head = head // (info.n_heads // wk.shape[0])
     rotary = rotary_function(handle, layer)
     cos_sin = None if cos_sin is None or rotary is None else tuple(part[:1].float() for part in cos_sin)

@@ -17,7 +17,7 @@ import torch
 
 from analysis.datasets.haystack import NEEDLES, HaystackPrompt, Needle, haystack_prompt
 from analysis.heads import heads_frame
-from analysis.methods.ablation import edit_tensors, greedy_generate
+from analysis.methods.ablation import greedy_generate, selection_edits
 from analysis.methods.generation_attention import generation_rows
 from analysis.methods.metrics import token_loss
 from analysis.runtime.forward import check_editable, run_with_cache
@@ -106,7 +106,7 @@ def needle_answer(handle: ModelHandle, prompt: HaystackPrompt, interventions: Se
     """(log-probability of the needle's answer after the prompt, whether the greedy answer contains it), with the
     interventions applied."""
     ids = torch.tensor([prompt.ids + prompt.answer_ids])
-    edits = edit_tensors(handle, [list(interventions)], ids)
+    edits = selection_edits(handle, [list(interventions)], ids)
     logits = run_with_cache(handle, ids, edits=edits if edits.active_layers else None,
                             last_logits=len(prompt.answer_ids) + 1).logits
     loss = token_loss(logits, ids[:, -len(prompt.answer_ids) - 1:])[0]

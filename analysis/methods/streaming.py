@@ -21,9 +21,8 @@ from analysis.heads import heads_frame
 from analysis.methods.metrics import token_loss
 from analysis.runtime.forward import check_editable, run_with_cache
 from analysis.runtime.handle import ModelHandle, ModelInfo
-from analysis.runtime.interventions import Edits, streaming_edit
+from analysis.runtime.interventions import DEFAULT_SINK, DEFAULT_WINDOW, Edits, streaming_edit
 
-DEFAULT_SINK, DEFAULT_WINDOW = 4, 64
 STREAMING_THRESHOLD = 0.01  # nats of mean loss: a head restricted with less change than this is a streaming head
 ROWS_PER_RUN = 3  # heads restricted side by side (batch rows) per run: the per-head masks are [rows, H, t, t]
 

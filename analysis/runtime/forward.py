@@ -196,7 +196,7 @@ def layer_attention(handle: ModelHandle, input_ids: torch.Tensor, layer: int, re
     return record.store["pattern", layer]
 
 
-def generate_greedy(handle: ModelHandle, input_ids: torch.Tensor, edits: EditTensors | None,
+def generate_greedy(handle: ModelHandle, input_ids: torch.Tensor, edits: Edits | EditTensors | None,
                     n_tokens: int) -> list[int]:
     """The ``n_tokens`` greedy next tokens of ``input_ids`` [1, tokens] with ``edits`` (one row) at every step.
 
@@ -204,8 +204,11 @@ def generate_greedy(handle: ModelHandle, input_ids: torch.Tensor, edits: EditTen
     with every call, and the record's position offset tells position-bound edits where each step's query is.
     """
     check_editable(handle)
-    record = CallRecord(handle.parts.layer_of, edits if edits is not None and edits.active_layers else None,
-                        causal_layers=handle.parts.causal_layers)
+    head_edits, site_edits, streaming = _split_edits(edits)
+    if site_edits:
+        raise ValueError("Generation takes head edits and streaming heads, not site edits.")
+    record = CallRecord(handle.parts.layer_of, head_edits if head_edits is not None and head_edits.active_layers
+                        else None, causal_layers=handle.parts.causal_layers, streaming=streaming)
     ids, cache, generated = input_ids.to(handle.device), None, []
     with torch.inference_mode(), recording(record):
         for _ in range(n_tokens):

@@ -9,6 +9,10 @@ An intervention rewrites one head's output z (before the output projection, the 
 - "resample": the head's output at the same position in another run (another text of the same length, or the
   corrupted prompt when patching), so scale 0 swaps the head's output for that run's.
 
+A "stream" edit leaves the output alone and restricts which keys the head sees: the first ``DEFAULT_SINK`` tokens
+plus the last ``window`` (a streaming head, ``StreamingEdit``); ``compile_selection`` turns a selection that mixes
+both kinds into the ``Edits`` of one call.
+
 Heads are written ``L{layer}H{head}``, zero-based; ``L3H*`` means every head of layer 3.
 """
 from __future__ import annotations
@@ -21,21 +25,31 @@ import torch
 from analysis.heads import HeadSpecError, head_label
 from analysis.runtime.sites import EDITABLE_SITES, HEAD_SITES
 
-MODES = ("zero", "mean", "scale", "resample")
+MODES = ("zero", "mean", "scale", "resample", "stream")
+STREAM = "stream"
+DEFAULT_SINK, DEFAULT_WINDOW = 4, 64  # a streaming head's first tokens kept, and its recent window
 
 
 @dataclass(frozen=True)
 class HeadIntervention:
-    """Edit one query head's output: mode in MODES, scale in [0, 2] for the UI (any float works)."""
+    """Edit one query head: mode in MODES; head-output modes take a scale in [0, 2] for the UI (any float works),
+    "stream" a ``window`` of recent keys (the other field keeps its default, so each edit has one spelling)."""
 
     layer: int
     head: int
     mode: str = "zero"
     scale: float = 0.0
+    window: int = DEFAULT_WINDOW
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise HeadSpecError(f"Unknown mode '{self.mode}'; use one of {', '.join(MODES)}.")
+        if self.mode == STREAM:
+            object.__setattr__(self, "scale", 0.0)
+            if self.window < 0:
+                raise HeadSpecError(f"{self.label}: a streaming head's window must be 0 or more tokens.")
+        elif self.window != DEFAULT_WINDOW:
+            object.__setattr__(self, "window", DEFAULT_WINDOW)
 
     @property
     def label(self) -> str:
@@ -100,16 +114,22 @@ class EditTensors:
         return padded
 
 
+def _check_head(layer: int, head: int, n_layers: int, n_heads: int) -> None:
+    if not (0 <= layer < n_layers and 0 <= head < n_heads):
+        raise HeadSpecError(f"{head_label(layer, head)} is outside this model ({n_layers} layers × {n_heads} heads).")
+
+
 def compile_edits(rows: Sequence[Iterable[HeadIntervention]], n_layers: int, n_heads: int,
                   bases: EditBases = EditBases(), positions: torch.Tensor | None = None) -> EditTensors:
-    """One batch row per set of interventions; an empty set is the clean run."""
+    """One batch row per set of head-output interventions; an empty set is the clean run."""
     scale = torch.ones(len(rows), n_layers, n_heads)
     base_kind = torch.zeros(len(rows), n_layers, n_heads, dtype=torch.int8)
     active: set[int] = set()
     for row, edits in enumerate(rows):
         for edit in edits:
-            if not (0 <= edit.layer < n_layers and 0 <= edit.head < n_heads):
-                raise HeadSpecError(f"{edit.label} is outside this model ({n_layers} layers × {n_heads} heads).")
+            if edit.mode == STREAM:
+                raise ValueError(f"{edit.label}: a stream edit restricts keys, not the output; use compile_selection.")
+            _check_head(edit.layer, edit.head, n_layers, n_heads)
             scale[row, edit.layer, edit.head] = edit.scale
             base_kind[row, edit.layer, edit.head] = BASE_KIND[edit.mode]
             if edit.scale != 1.0:
@@ -178,16 +198,18 @@ class StreamingEdit:
     """Restrict heads to the first ``sink`` keys plus the last ``window`` keys (query included), renormalised — a
     streaming head (Xiao et al. 2024, DuoAttention; StreamingLLM's attention sink + recent window).
 
-    ``heads`` [batch, layers, heads] says which heads each batch row restricts. The restriction is an additive
-    mask per head passed with the call, on top of the model's own mask.
+    ``heads`` [batch, layers, heads] says which heads each batch row restricts; ``window`` is one for all of
+    them or one per head ([batch, layers, heads] ints). The restriction is an additive mask per head passed with
+    the call, on top of the model's own mask.
     """
 
     heads: torch.Tensor  # [batch, layers, heads] bool
-    sink: int = 4
-    window: int = 64
+    sink: int = DEFAULT_SINK
+    window: int | torch.Tensor = DEFAULT_WINDOW
 
     def __post_init__(self) -> None:
-        if self.sink < 0 or self.window < 0 or self.sink + self.window < 1:
+        windows = torch.as_tensor(self.window).expand(self.heads.shape)[self.heads.to(torch.bool)]
+        if self.sink < 0 or bool((windows < 0).any()) or bool((self.sink + windows < 1).any()):
             raise ValueError("A streaming head needs a sink or a window of at least one key.")
 
     @property
@@ -198,11 +220,13 @@ class StreamingEdit:
     def mask(self, layer: int, mask: torch.Tensor | None, n_queries: int, n_keys: int, offset: int,
              dtype: torch.dtype) -> torch.Tensor:
         """The additive mask [batch, heads, query, key] of ``layer``: the model's own ``mask`` (or causal, if
-        None), with keys outside sink + window blocked for the restricted heads. Queries start at ``offset``."""
+        None), with keys outside sink + window blocked for the restricted heads. Queries start at ``offset``; the
+        keys are the positions up to the last query (a sliding-window layer's KV cache holds only the latest)."""
         queries = offset + torch.arange(n_queries)[:, None]
-        keys = torch.arange(n_keys)[None]
+        keys = offset + n_queries - n_keys + torch.arange(n_keys)[None]
         blocked = keys > queries
-        outside = blocked | ((keys >= self.sink) & (queries - keys >= self.window))
+        window = self.window if isinstance(self.window, int) else self.window[:, layer, :, None, None]
+        outside = blocked | ((keys >= self.sink) & (queries - keys >= window))
         restricted = self.heads[:, layer].to(torch.bool)[:, :, None, None]  # [batch, heads, 1, 1]
         lowest = torch.finfo(dtype).min
         base = torch.where(blocked, lowest, 0.0).to(dtype)[None, None] if mask is None else mask.to(dtype)
@@ -210,15 +234,13 @@ class StreamingEdit:
         return torch.where(restricted & outside.to(base.device), torch.tensor(lowest, dtype=dtype), base)
 
 
-def streaming_edit(rows: Sequence[Iterable[tuple[int, int]]], n_layers: int, n_heads: int, sink: int = 4,
-                   window: int = 64) -> StreamingEdit:
+def streaming_edit(rows: Sequence[Iterable[tuple[int, int]]], n_layers: int, n_heads: int, sink: int = DEFAULT_SINK,
+                   window: int = DEFAULT_WINDOW) -> StreamingEdit:
     """One batch row per set of (layer, head) pairs restricted to sink + window keys."""
     heads = torch.zeros(len(rows), n_layers, n_heads, dtype=torch.bool)
     for row, pairs in enumerate(rows):
         for layer, head in pairs:
-            if not (0 <= layer < n_layers and 0 <= head < n_heads):
-                raise HeadSpecError(f"{head_label(layer, head)} is outside this model ({n_layers} layers × "
-                                    f"{n_heads} heads).")
+            _check_head(layer, head, n_layers, n_heads)
             heads[row, layer, head] = True
     return StreamingEdit(heads, sink, window)
 
@@ -230,3 +252,24 @@ class Edits:
     heads: EditTensors | None = None
     sites: tuple[SiteEdit, ...] = ()
     streaming: StreamingEdit | None = None
+
+    @property
+    def active_layers(self) -> frozenset[int]:
+        """Layers whose heads are edited or restricted (site edits not counted)."""
+        return ((self.heads.active_layers if self.heads is not None else frozenset())
+                | (self.streaming.active_layers if self.streaming is not None else frozenset()))
+
+
+def compile_selection(rows: Sequence[Iterable[HeadIntervention]], n_layers: int, n_heads: int,
+                      bases: EditBases = EditBases()) -> Edits:
+    """One batch row per selection: its head-output edits (``compile_edits``) and its "stream" heads, each with
+    its own window after the first ``DEFAULT_SINK`` tokens (``StreamingEdit``)."""
+    rows = [list(row) for row in rows]
+    heads = compile_edits([[edit for edit in row if edit.mode != STREAM] for row in rows], n_layers, n_heads, bases)
+    restricted = torch.zeros(len(rows), n_layers, n_heads, dtype=torch.bool)
+    windows = torch.zeros(len(rows), n_layers, n_heads, dtype=torch.long)
+    for row, edits in enumerate(rows):
+        for edit in (edit for edit in edits if edit.mode == STREAM):
+            _check_head(edit.layer, edit.head, n_layers, n_heads)
+            restricted[row, edit.layer, edit.head], windows[row, edit.layer, edit.head] = True, edit.window
+    return Edits(heads, streaming=StreamingEdit(restricted, DEFAULT_SINK, windows) if restricted.any() else None)

@@ -21,10 +21,16 @@ Gemma 3, OLMo 2) into W_Q/W_K — and each norm's 1/RMS scale is left out. A gai
 module itself on probe vectors (``analysis.runtime.norms.freeze_norm``), so no norm code is copied. Rotary position embeddings are left out (W_QK is the
 map at relative position 0). Families whose attention does not go through transformers' attention interface,
 or whose projections are named otherwise, have no ``HeadWeights`` (``WeightsUnavailable`` says why).
+
+QK attribution reads the same modules unfolded, at the model's own positions: ``attention_module``,
+``input_norm``, ``head_norm``, ``query_key_projections`` (per head, no gain folded) and ``rotary_function``
+(the modeling file's own ``apply_rotary_pos_emb``), so the projection layouts above are read in this one place.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from transformers.pytorch_utils import Conv1D
@@ -114,8 +120,41 @@ def _projections(attention: torch.nn.Module, n_heads: int, n_kv: int, head_dim: 
                              "(known: q_proj/k_proj/v_proj, query/key/value, qkv_proj, c_attn, query_key_value).")
 
 
-def _attention_module(layer: torch.nn.Module, layer_of: dict[int, int]) -> torch.nn.Module:
-    return next(module for _, module in layer.named_modules() if id(module) in layer_of)
+def attention_module(handle: ModelHandle, layer: int) -> torch.nn.Module:
+    """The attention module of ``layer`` (the one the registered attention function is called for)."""
+    parts = handle.parts
+    module = next((module for module in parts.layers[layer].modules() if parts.layer_of.get(id(module)) == layer),
+                  None)
+    if module is None:
+        raise WeightsUnavailable(f"{handle.info.name}: no attention module found in layer {layer}.")
+    return module
+
+
+def input_norm(handle: ModelHandle, layer: int) -> torch.nn.Module | None:
+    """The norm the layer applies to the stream before its attention (None: the layer reads the raw stream)."""
+    return child_module(handle.parts.layers[layer], _INPUT_NORM_NAMES)
+
+
+def head_norm(handle: ModelHandle, layer: int, kind: str) -> torch.nn.Module | None:
+    """The per-head query (``kind`` "q") or key ("k") norm of a layer (Qwen3, Gemma 3, OLMo 2), else None."""
+    return child_module(attention_module(handle, layer), _Q_NORM_NAMES if kind == "q" else _K_NORM_NAMES)
+
+
+def query_key_projections(handle: ModelHandle, layer: int
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A layer's query and key projections per head, no norm gain folded: W_q [H, e, d], b_q [H, e] and, per KV
+    head, W_k [K, e, d], b_k [K, e] (float32, zero biases where the model has none)."""
+    info = handle.info
+    width = info.head_dim
+    (wq, bq), (wk, bk), _ = _projections(attention_module(handle, layer), info.n_heads, info.n_kv_heads, width)
+    return (wq.view(-1, width, wq.shape[-1]), bq.view(-1, width), wk.view(-1, width, wk.shape[-1]),
+            bk.view(-1, width))
+
+
+def rotary_function(handle: ModelHandle, layer: int) -> Callable | None:
+    """The modeling file's own ``apply_rotary_pos_emb`` for this layer's attention (None: no rotary code)."""
+    attention = attention_module(handle, layer)
+    return sys.modules[type(attention).__module__].__dict__.get("apply_rotary_pos_emb")
 
 
 def read_head_weights(handle: ModelHandle) -> HeadWeights:
@@ -129,10 +168,10 @@ def read_head_weights(handle: ModelHandle) -> HeadWeights:
     notes = ["Rotary position embeddings are left out: W_QK is the query–key map at relative position 0."
              ] if parts.rotary is not None else []
     per_layer = []
-    for index, layer in enumerate(parts.layers):
-        attention = _attention_module(layer, parts.layer_of)
+    for index in range(len(parts.layers)):
+        attention = attention_module(handle, index)
         (wq, bq), (wk, bk), (wv, bv) = _projections(attention, H, KV, hd)
-        gain, shift = norm_gain_and_bias(child_module(layer, _INPUT_NORM_NAMES), d)
+        gain, shift = norm_gain_and_bias(input_norm(handle, index), d)
         wq, wk, wv = (w.view(-1, hd, d) * gain for w in (wq, wk, wv))
         bq, bk, bv = (b.view(-1, hd) + w @ shift for b, w in ((bq, wq), (bk, wk), (bv, wv)))
         for name, norms, (w, b) in (("query", _Q_NORM_NAMES, (wq, bq)), ("key", _K_NORM_NAMES, (wk, bk))):

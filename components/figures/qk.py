@@ -23,7 +23,9 @@ def add_cell_click_layer(figure: go.Figure, first_query: int = 0, first_key: int
     query_index, key_index = np.nonzero(causal)
     figure.add_trace(go.Scatter(
         x=[cols[k] for k in key_index], y=[rows[q] for q in query_index], mode="markers",
-        customdata=np.stack([queries[query_index], keys[key_index]], axis=1),
+        # plain lists: a numpy array goes to the browser as a typed array, whose rows come back from a click as
+        # {"0": query, "1": key} objects rather than pairs
+        customdata=np.stack([queries[query_index], keys[key_index]], axis=1).tolist(),
         hovertemplate="%{y} → %{x}<extra>click: why does the head attend here?</extra>",
         marker={"symbol": "square", "size": 10, "opacity": 0.0}, showlegend=False, name="cells",
         selected={"marker": {"opacity": 0.0}}, unselected={"marker": {"opacity": 0.0}},
@@ -46,7 +48,7 @@ def term_matrix_figure(attribution: QKAttribution, k: int = 8) -> go.Figure:
     bound = float(np.abs(values).max()) or 1.0
     figure = go.Figure(go.Heatmap(
         z=values, x=[f"{name} " for name in names[cols]], y=list(names[rows]), colorscale="RdBu_r", zmid=0,
-        zmin=-bound, zmax=bound, text=np.round(values, 2), texttemplate="%{text}",
+        zmin=-bound, zmax=bound, texttemplate="%{z:.2f}",
         hovertemplate="query side %{y} × key side %{x}: %{z:.3f}<extra></extra>", colorbar={"title": "term"},
     ))
     figure.update_xaxes(title="key-side component (at the key)", side="top")

@@ -8,7 +8,7 @@ from analysis.heads import HeadSpecError, parse_heads
 from analysis.methods.logit_attribution import LogitAttributionUnsupported
 from analysis.methods.qk_attribution import QKAttribution
 from analysis.runtime.handle import ModelInfo
-from analysis.runtime.query_key import QueryKeyUnsupported
+from analysis.runtime.weights import WeightsUnavailable
 from components.caches.qk import cached_qk_breakdown
 from components.figures.qk import side_bars_figure, term_matrix_figure
 from components.state import update_state
@@ -65,7 +65,7 @@ def qk_breakdown_panel(state: dict, info: ModelInfo, tokens: list[str], pattern:
     try:
         breakdown = cached_qk_breakdown(state["model"], state["text"], int(state["max_tokens"]), layer, head, query,
                                         key)
-    except (LogitAttributionUnsupported, QueryKeyUnsupported, ValueError) as error:
+    except (LogitAttributionUnsupported, WeightsUnavailable, ValueError) as error:
         st.info(str(error))
         return
     st.caption(EXPLANATION)

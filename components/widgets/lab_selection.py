@@ -2,8 +2,10 @@
 
 Widgets: a heads box ("L12H3, L14H*"), a clickable layer × head grid, and per selected head one
 intervention read as a single idea — what its output moves toward (nothing: scaled; its mean; the second
-text's output) and how much of its own output it keeps (0 replaced … 1 unchanged … 2 doubled), with the
-result in words ("removed", "×1.50", "replaced by its mean"). Presets are in ``components.widgets.lab_presets``.
+text's output) and how much of its own output it keeps (0 replaced … 1 unchanged … 2 doubled), or "→ streaming":
+the head sees only the first tokens and a recent window (a streaming head, Xiao et al. 2024, DuoAttention) — with
+the result in words ("removed", "×1.50", "replaced by its mean", "sees the first 4 + last 64 tokens"). Presets
+are in ``components.widgets.lab_presets``.
 Other pages add heads with ``add_head``.
 """
 from __future__ import annotations
@@ -13,9 +15,9 @@ from typing import Sequence
 import streamlit as st
 
 from analysis.heads import HeadSpecError
-from analysis.methods.ablation_spec import format_ablation, parse_ablation
+from analysis.methods.ablation_spec import MAX_WINDOW, format_ablation, parse_ablation
 from analysis.runtime.handle import ModelInfo
-from analysis.runtime.interventions import HeadIntervention
+from analysis.runtime.interventions import DEFAULT_SINK, DEFAULT_WINDOW, STREAM, HeadIntervention
 from analysis.runtime.trace import Trace
 from components.caches.ablation import Selection
 from components.figures.ablation import selection_grid
@@ -27,16 +29,22 @@ from components.state import bind, get_state, update_state
 HEAD_WIDGETS = "w_lab_"  # per-head widgets; they show the selection again whenever it changes elsewhere
 _STALE = "lab_widgets_stale"
 _BOX_ERROR = "lab_heads_error"
-TOWARD = {"zero": "scale", "mean": "→ mean", "resample": "→ 2nd text"}  # "scale" edits show as zero
+TOWARD = {"zero": "scale", "mean": "→ mean", "resample": "→ 2nd text", STREAM: "→ streaming"}  # "scale": as zero
 TOWARD_HELP = ("What the head's output moves toward. scale: nothing, the output is multiplied (0 removes the head). "
                "→ mean: its reference mean output over a fixed set of texts (0 = mean-ablation). → 2nd text: its "
-               "output at the same position on the second text, of the same token length (0 = resampled).")
+               "output at the same position on the second text, of the same token length (0 = resampled). "
+               f"→ streaming: the head attends only to the first {DEFAULT_SINK} tokens and a recent window, "
+               "renormalised (a streaming head).")
 KEEP_HELP = "How much of the head's own output is kept: 0 = fully replaced, 1 = unchanged, 2 = its deviation doubled."
+WINDOW_HELP = (f"Recent tokens the streaming head still sees (the query's own included), besides the first "
+               f"{DEFAULT_SINK}; a window covering the text leaves the head unchanged.")
 _TARGETS = {"mean": "its mean", "resample": "the 2nd text"}
 
 
 def effect(edit: HeadIntervention) -> str:
     """What an intervention does to the head, in words ("removed", "×1.50", "replaced by its mean", …)."""
+    if edit.mode == STREAM:
+        return f"sees the first {DEFAULT_SINK} + last {edit.window} tokens"
     scale, target = edit.scale, _TARGETS.get(edit.mode)
     if scale == 1:
         return "unchanged"
@@ -91,7 +99,8 @@ def heads_box(info: ModelInfo, selection: Selection, link_error: str | None) -> 
     st.text_input("Heads", key="lab_heads", on_change=_apply_box, args=(info,),
                   placeholder="e.g. L12H3, L14H* (zero-based; L14H* = the whole layer)",
                   help="Heads to intervene on, written L{layer}H{head}; a new head starts removed (zero, scale 0). "
-                       "You may add a mode and scale: L3H1:mean:0.5.")
+                       "You may add a mode and scale: L3H1:mean:0.5, or make it a streaming head that sees the "
+                       f"first {DEFAULT_SINK} and the last 64 tokens: L3H1:stream:64.")
     if st.session_state.get(_BOX_ERROR):
         st.error(f"{st.session_state[_BOX_ERROR]} The selection was not changed.")
 
@@ -115,11 +124,17 @@ def _seed(key: str, value) -> None:
         st.session_state[key] = value
 
 
+def _row_edit(key: str, layer: int, head: int) -> HeadIntervention:
+    """The intervention a row's widgets now say (the control that is not shown keeps its last value)."""
+    state = st.session_state
+    return HeadIntervention(layer, head, state[f"{HEAD_WIDGETS}mode_{key}"],
+                            state.get(f"{HEAD_WIDGETS}scale_{key}", 0.0),
+                            int(state.get(f"{HEAD_WIDGETS}window_{key}", DEFAULT_WINDOW)))
+
+
 def _set_head(info: ModelInfo, label: str) -> None:
-    mode, scale = st.session_state[f"{HEAD_WIDGETS}mode_{label}"], st.session_state[f"{HEAD_WIDGETS}scale_{label}"]
     selection, _ = read_selection(info)
-    updated = [HeadIntervention(edit.layer, edit.head, mode, scale) if edit.label == label else edit
-               for edit in selection]
+    updated = [_row_edit(label, edit.layer, edit.head) if edit.label == label else edit for edit in selection]
     update_state(ablate=format_ablation(updated))
 
 
@@ -128,22 +143,27 @@ def _remove_head(info: ModelInfo, label: str) -> None:
 
 
 def _set_all(info: ModelInfo) -> None:
-    mode, scale = st.session_state[f"{HEAD_WIDGETS}mode_all"], st.session_state[f"{HEAD_WIDGETS}scale_all"]
-    write_selection([HeadIntervention(edit.layer, edit.head, mode, scale) for edit in read_selection(info)[0]])
+    write_selection([_row_edit("all", edit.layer, edit.head) for edit in read_selection(info)[0]])
 
 
 def _intervention_row(name: str, note: str, key: str, edit: HeadIntervention, on_change, args: tuple) -> list:
     """One intervention on two lines: the name with the effect in words (and room for a button), then what the
-    output moves toward and how much of it is kept. Returns the first line's columns."""
+    output moves toward and how much of it is kept (a streaming head: its window). Returns the first line's
+    columns."""
     top = st.columns([6, 1], vertical_alignment="center")
     top[0].markdown(f"**{name}** · :small[{note}]")
     _seed(f"{HEAD_WIDGETS}mode_{key}", "zero" if edit.mode == "scale" else edit.mode)
     _seed(f"{HEAD_WIDGETS}scale_{key}", float(edit.scale))
+    _seed(f"{HEAD_WIDGETS}window_{key}", int(edit.window))
     controls = st.columns([1.2, 2], vertical_alignment="center")
     controls[0].selectbox(f"Toward ({name})", list(TOWARD), format_func=TOWARD.get, key=f"{HEAD_WIDGETS}mode_{key}",
                           on_change=on_change, args=args, label_visibility="collapsed", help=TOWARD_HELP)
-    controls[1].slider(f"Kept ({name})", 0.0, 2.0, step=0.05, key=f"{HEAD_WIDGETS}scale_{key}", on_change=on_change,
-                       args=args, label_visibility="collapsed", help=KEEP_HELP)
+    if edit.mode == STREAM:
+        controls[1].number_input(f"Window ({name})", 0, MAX_WINDOW, step=16, key=f"{HEAD_WIDGETS}window_{key}",
+                                 on_change=on_change, args=args, label_visibility="collapsed", help=WINDOW_HELP)
+    else:
+        controls[1].slider(f"Kept ({name})", 0.0, 2.0, step=0.05, key=f"{HEAD_WIDGETS}scale_{key}",
+                           on_change=on_change, args=args, label_visibility="collapsed", help=KEEP_HELP)
     return top
 
 
@@ -151,7 +171,7 @@ def head_sliders(info: ModelInfo, selection: Selection) -> None:
     """Per selected head one intervention (and ✕ to take it out); with several heads, first one that sets every
     head at once as soon as it changes."""
     if len(selection) > 1:
-        same = len({(edit.mode, edit.scale) for edit in selection}) == 1
+        same = len({(edit.mode, edit.scale, edit.window) for edit in selection}) == 1
         common = selection[0] if same else HeadIntervention(0, 0, "zero", 1.0)  # mixed: shown as "unchanged"
         note = effect(common) if same else "heads differ: each keeps its own setting until you change this row"
         _intervention_row("All heads", note, "all", common, _set_all, (info,))
