@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from components.panels.sidebar import OTHER
-from tests.app_support import messages, run_app
+from tests.app_support import chart, messages, plotly_values, run_app
 
 def test_overview_shows_model_summary_and_prediction(smollm2):
     app = run_app()
@@ -75,3 +75,14 @@ def test_a_typed_hub_id_on_an_offline_server_says_what_to_do(smollm2):
     app.text_input(key="w_model_typed").input("attention-atlas-tests/not-a-cached-model").run()
     assert not app.exception
     assert "set to work offline" in messages(app) and "Name a local model folder" in messages(app)
+
+
+def test_who_looks_at_a_token_starts_on_a_token_that_later_tokens_look_at(smollm2):
+    app = run_app("pages/token_view.py", token_direction="to")
+    assert not app.exception
+    n_tokens = len(app.selectbox(key="w_token").options)
+    assert app.selectbox(key="w_token").value == n_tokens // 2
+    looked_at = plotly_values(chart(app, 0)["data"][0]["z"])  # [layers, query tokens]
+    assert (looked_at.max(axis=0) > 0).sum() == n_tokens - n_tokens // 2  # the token and every later one
+    app.selectbox(key="w_token").set_value(n_tokens - 1).run()  # the last token: seen by itself alone, and said so
+    assert "last token's chart is one column" in " ".join(c.value for c in app.caption)
