@@ -142,6 +142,10 @@ def test_lab_and_flow_controls_are_not_cut_off(app_url, browser, artifacts_dir, 
     _settle(page)
     page.screenshot(path=str(artifacts_dir / f"ui-review-lab-{size[0]}.png"))
     assert page.evaluate(CUT_TEXT) == []
+    for chart in ("Next-token probability", "after − before"):  # hover shows a chart's toolbar, if it has one
+        page.locator(".js-plotly-plot").filter(has_text=chart).first.hover()
+        page.wait_for_timeout(300)
+        assert not [title for title in page.evaluate(TITLES_UNDER_TOOLBAR) if chart in title]
     page = _open(browser, app_url, "/flow", size, 3)
     page.screenshot(path=str(artifacts_dir / f"ui-review-flow-{size[0]}.png"))
     assert "Exclude sink" not in page.evaluate(CUT_TEXT)
