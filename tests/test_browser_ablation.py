@@ -13,9 +13,11 @@ from tests.browser_support import send_head_to_lab, wait_for_app
 
 pytestmark = pytest.mark.browser
 
+# the drawn "after" bars; plotly.js keeps float32 data base64-encoded in gd.data, decoded only in gd._fullData
 BAR_VALUES = ("() => { const gd = [...document.querySelectorAll('.js-plotly-plot')].find(gd => gd.layout && "
               "gd.layout.title && String(gd.layout.title.text).includes('Next-token probability'));"
-              " return gd && gd.data[1] ? Array.from(gd.data[1].x).join(',') : null; }")
+              " const x = gd && gd._fullData && gd._fullData[1] ? Array.from(gd._fullData[1].x) : [];"
+              " return x.length ? x.join(',') : null; }")
 DEADLINE_S = 1200  # the whole test, on a loaded machine: an exact ablation of 270 heads, then the lab
 
 
