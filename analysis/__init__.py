@@ -27,6 +27,7 @@ _EXPORTS = {
     "load_model": "analysis.runtime.loading",
     "ov_top_pairs": "analysis.methods.weight_scores",
     "parse_heads": "analysis.heads",
+    "path_patching": "analysis.methods.path_patching",
     "qk_attribution": "analysis.methods.qk_attribution",
     "residual_patching": "analysis.methods.patching",
     "retrieval_scores": "analysis.methods.retrieval",

@@ -16,7 +16,7 @@ curve's log scale (1: as faithful as the clean model at every size).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -106,10 +106,18 @@ def circuit_masks(graph: CircuitGraph, table: pd.DataFrame, edge_masks: Sequence
 def circuit_values(handle: ModelHandle, runs: EdgeRuns, table: pd.DataFrame, edge_masks: Sequence[np.ndarray],
                    ablation: str = "patch") -> np.ndarray:
     """The normalised metric (1 = clean, 0 = corrupted) of each circuit (a bool mask over ``table``'s rows)."""
+    return kept_edge_values(handle, runs, len(edge_masks), lambda first, last: circuit_masks(
+        runs.graph, table, edge_masks[first:last]), ablation)
+
+
+def kept_edge_values(handle: ModelHandle, runs: EdgeRuns, n_rows: int,
+                     matrices: Callable[[int, int], np.ndarray], ablation: str = "patch") -> np.ndarray:
+    """The normalised metric of ``n_rows`` runs, each keeping the edges of its [sources, inputs] bool matrix
+    (``matrices(first, last)`` gives rows first…last−1) and ablating every other edge."""
     values = []
-    for first in range(0, len(edge_masks), ROWS_PER_CALL):
-        matrices = circuit_masks(runs.graph, table, edge_masks[first:first + ROWS_PER_CALL])
-        values.append(runs.values(_circuit_logits(handle, runs, matrices, ablation)).cpu().numpy())
+    for first in range(0, n_rows, ROWS_PER_CALL):
+        chunk = matrices(first, min(first + ROWS_PER_CALL, n_rows))
+        values.append(runs.values(_circuit_logits(handle, runs, chunk, ablation)).cpu().numpy())
     return runs.baseline.normalise(np.concatenate(values).astype(np.float64)) if values else np.zeros(0)
 
 
