@@ -2,7 +2,8 @@
 
 Each field is declared once here with its type, default and bounds. ``parse_state`` turns
 untrusted query parameters into a clean state plus warnings (never raising); ``encode_state``
-writes the non-default fields back. Pages check model-dependent ranges (layer < n_layers) themselves.
+writes the non-default fields back. A page-local field (a job id, a sweep's selected row) belongs to the page that
+set it and is reset when the session moves to another page. Pages check model-dependent ranges (layer < n_layers) themselves.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class StateField:
     choices: tuple[str, ...] | None = None
     max_chars: int = 200
     help: str = ""
+    page_local: bool = False  # belongs to the page that set it: reset when the session moves to another page
 
 
 def _fields(*fields: StateField) -> dict[str, StateField]:
@@ -131,15 +133,20 @@ FIELDS: dict[str, StateField] = _fields(
     StateField("ov_token", "str", "", max_chars=100, help="head page: token whose OV write is shown"),
     StateField("qk_token", "str", "", max_chars=100, help="head page: query token whose QK keys are shown"),
     # datasets and background jobs
-    StateField("job", "str", "", max_chars=16, help="a background job whose result is shown (its id)"),
+    StateField("job", "str", "", max_chars=16, help="a background job whose result is shown (its id)",
+               page_local=True),
     StateField("ds_source", "str", "ioi", choices=(*GENERATORS, "upload"), help="datasets: where the rows come from"),
     StateField("ds_n", "int", 20, 1, MAX_GENERATED_ROWS, help="datasets: rows to generate"),
     StateField("ds_seed", "int", 0, 0, 2**31 - 1, help="datasets: seed of the generator (first seed for probes)"),
     StateField("ds_length", "int", 25, 2, 200, help="datasets: random tokens per repeat of a probe"),
     StateField("sweep", "str", "census", choices=tuple(KINDS), help="datasets: what a sweep computes per row"),
     StateField("sweep_value", "str", "", max_chars=40, help="datasets: the value shown (empty = the kind's first)"),
-    StateField("sweep_row", "int", -1, -1, 100_000, help="datasets: the selected row of a sweep (-1 = none)"),
+    StateField("sweep_row", "int", -1, -1, 100_000, help="datasets: the selected row of a sweep (-1 = none)",
+               page_local=True),
 )
+
+
+PAGE_LOCAL_FIELDS = tuple(name for name, spec in FIELDS.items() if spec.page_local)
 
 
 def _parse_value(spec: StateField, raw: str) -> Any:

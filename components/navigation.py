@@ -1,6 +1,7 @@
 """The app's pages, in menu order. Each entry: (file under pages/, title, icon, short key for ``page_file``).
 
-A page's URL path is its file name without ``.py`` (``/head_view``). Streamlit also knows the files
+A page's URL path is its file name without ``.py`` (``/head_view``); the first page is the default, served at
+``/`` and, as a page hidden from the menu, at its own path too. Streamlit also knows the files
 under ``pages/`` by that name in its older multipage mode (used by AppTest, and by a fresh server
 whose first request is a deep link), so both modes resolve a link to the same page.
 """

@@ -17,12 +17,13 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from analysis.viewstate import FIELDS, TEXT_FIELDS, encode_state, parse_state, too_long_for_url
+from analysis.viewstate import FIELDS, PAGE_LOCAL_FIELDS, TEXT_FIELDS, encode_state, parse_state, too_long_for_url
 from components.share_links import long_state_link, resolve_short_link
 
 _STATE = "atlas_state"
 _WARNINGS = "atlas_link_warnings"
 _RESYNC = "atlas_resync_fields"  # fields changed by code whose widgets must show the new value
+_PAGE = "atlas_page"  # the url path of the page the session showed last
 
 
 def _initial_state() -> dict[str, Any]:
@@ -49,6 +50,18 @@ def update_state(**changes: Any) -> None:
         state[name] = value
     st.session_state.setdefault(_RESYNC, set()).update(changes)
     write_url()
+
+
+def enter_page(url_path: str) -> None:
+    """Note the page this run shows; coming from another page, reset the page-local fields the last one set."""
+    previous = st.session_state.get(_PAGE)
+    st.session_state[_PAGE] = url_path
+    if previous is None or previous == url_path:
+        return
+    state = get_state()
+    stale = {name: FIELDS[name].default for name in PAGE_LOCAL_FIELDS if state[name] != FIELDS[name].default}
+    if stale:
+        update_state(**stale)
 
 
 def write_url() -> None:

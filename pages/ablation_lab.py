@@ -13,6 +13,7 @@ from components.widgets.metrics import metric_options
 from components.page import page_context
 from components.state import bind
 
+NO_TOOLBAR = {"displayModeBar": False}  # small charts: zooming adds nothing, and the toolbar would cover their titles
 PICK_HINT = "Pick heads to see what changes: type them (L12H3, L14H*), click the grid, or apply a preset."
 
 ctx = page_context()
@@ -57,7 +58,7 @@ if not selection:  # nothing edited yet: the clean run at once, from the trace
     clean_top = pd.DataFrame({"token": [p.token for p in trace.top_next],
                               "before": [p.probability for p in trace.top_next]})
     left, right = st.columns([2, 3])
-    left.plotly_chart(paired_bars(clean_top, clean_only=True), key="lab_bars")
+    left.plotly_chart(paired_bars(clean_top, clean_only=True), key="lab_bars", config=NO_TOOLBAR)
     right.plotly_chart(loss_curve(trace.tokens, trace.token_loss, None), key="lab_loss")
     if state["gen_tokens"] > 0:
         st.subheader(f"Greedy continuation ({state['gen_tokens']} tokens)")
@@ -80,7 +81,7 @@ if info.causal:
     metrics.metric("KL(clean ‖ ablated)", f"{result.metrics['kl']:.4f}", width="content",
                    help="Next-token distribution.")
     left, right = st.columns([2, 3])
-    left.plotly_chart(paired_bars(result.top), key="lab_bars")
+    left.plotly_chart(paired_bars(result.top), key="lab_bars", config=NO_TOOLBAR)
     right.plotly_chart(loss_curve(result.tokens, result.loss_before, result.loss_after), key="lab_loss")
 else:
     st.metric("Mean relative change of the final hidden states", f"{result.metrics['hidden_change']:.4f}")
@@ -90,7 +91,7 @@ if result.downstream.empty:
 else:
     st.dataframe(result.downstream.rename(columns={"change": "mean total-variation change"}), hide_index=True)
     st.plotly_chart(downstream_figure(result.downstream, result.patterns_before, result.patterns_after,
-                                      result.tokens), key="lab_downstream")
+                                      result.tokens), key="lab_downstream", config=NO_TOOLBAR)
 if info.causal and state["gen_tokens"] > 0:
     st.subheader(f"Greedy continuation ({state['gen_tokens']} tokens)")
     columns = st.columns(2)

@@ -13,7 +13,7 @@ from components.panels.summary import model_summary, text_summary
 ctx = page_context()
 st.title("Model overview")
 model_summary(ctx.handle.info)
-left, right = st.columns([3, 1])
+left, right = st.columns([5, 2])  # room for the next-token table's probability bars on a 1,024 px screen
 with right:
     text_summary(ctx.trace)
 with left:

@@ -36,11 +36,12 @@ except (PatchingError, MetricError) as error:
     st.error(str(error))
     st.stop()
 centre = 0.0 if request.direction == "denoise" else 1.0
-numbers = st.columns(4)
-numbers[0].metric("Target / distractor", f"{display_token(summary.target)} / {display_token(summary.distractor)}")
-numbers[1].metric("Metric, clean run", f"{summary.clean:.3f}")
-numbers[2].metric("Metric, corrupted run", f"{summary.corrupted:.3f}")
-correlation_slot = numbers[3].empty()
+numbers = st.container(horizontal=True, gap="large")  # wraps onto a second line on a narrow page
+numbers.metric("Target / distractor", f"{display_token(summary.target)} / {display_token(summary.distractor)}",
+               width="content")
+numbers.metric("Metric, clean run", f"{summary.clean:.3f}", width="content")
+numbers.metric("Metric, corrupted run", f"{summary.corrupted:.3f}", width="content")
+correlation_slot = numbers.empty()
 st.caption(f"Target {display_token(summary.target)} · distractor {display_token(summary.distractor)} "
            "(the tokens the metric uses, as resolved from the typed words or the two runs' top predictions).")
 
@@ -75,16 +76,16 @@ with right:
 if exact is not None and estimated:
     correlation = rank_correlation(estimate["effect"], exact["effect"])
     correlation_slot.metric("Rank correlation estimate vs exact", f"{correlation:.2f}",
-                            help="Spearman's ρ over all heads.")
+                            help="Spearman's ρ over all heads.", width="content")
 elif not estimated:
     correlation_slot.metric("Rank correlation estimate vs exact", "—",
-                            help="Undefined: there is no linear estimate of KL when noising.")
+                            help="Undefined: there is no linear estimate of KL when noising.", width="content")
 if picked is not None:
     size = add_head(info, *picked, mode="resample")
     st.toast(f"Added L{picked[0]}H{picked[1]} to the ablation lab as a resample from the corrupted prompt "
              f"({size} head{'s' if size > 1 else ''} selected).")
-st.page_link(page_file("lab"), label="Open the ablation lab with the selected heads (clean prompt, outputs resampled "
-             "from the corrupted one)", icon=":material/science:")
+st.page_link(page_file("lab"), label="Open the ablation lab with the selected heads", icon=":material/science:",
+             help="On the clean prompt, the heads' outputs resampled from the corrupted one.")
 
 tables = [frame[["head", "effect"]].rename(columns={"effect": f"effect {name}"})
           for name, frame in (("exact", exact), ("estimate", estimate if estimated else None)) if frame is not None]

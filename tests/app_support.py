@@ -1,8 +1,12 @@
 """Helpers for page tests in real Streamlit (AppTest): open the app, read its messages, wait for a job."""
 from __future__ import annotations
 
+import base64
+import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 from streamlit.testing.v1 import AppTest
 
@@ -22,6 +26,19 @@ def run_app(page: str | None = None, **params: str) -> AppTest:
 def messages(app: AppTest) -> str:
     """All error and warning texts of the last run."""
     return " ".join(e.value for e in list(app.error) + list(app.warning))
+
+
+def chart(app: AppTest, index: int) -> dict:
+    """The ``index``-th Plotly chart of the last run, as its figure JSON."""
+    return json.loads(app.get("plotly_chart")[index].proto.spec)
+
+
+def plotly_values(encoded) -> np.ndarray:
+    """A Plotly array from a chart's JSON: a plain list or Plotly's base64 typed array (with its shape)."""
+    if isinstance(encoded, dict):
+        values = np.frombuffer(base64.b64decode(encoded["bdata"]), dtype=encoded["dtype"])
+        return values.reshape([int(n) for n in str(encoded["shape"]).split(",")]) if "shape" in encoded else values
+    return np.asarray(encoded)
 
 
 JOB_TIMEOUT = 400.0

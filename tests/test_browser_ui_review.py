@@ -142,6 +142,10 @@ def test_lab_and_flow_controls_are_not_cut_off(app_url, browser, artifacts_dir, 
     _settle(page)
     page.screenshot(path=str(artifacts_dir / f"ui-review-lab-{size[0]}.png"))
     assert page.evaluate(CUT_TEXT) == []
+    for chart in ("Next-token probability", "after − before"):  # hover shows a chart's toolbar, if it has one
+        page.locator(".js-plotly-plot").filter(has_text=chart).first.hover()
+        page.wait_for_timeout(300)
+        assert not [title for title in page.evaluate(TITLES_UNDER_TOOLBAR) if chart in title]
     page = _open(browser, app_url, "/flow", size, 3)
     page.screenshot(path=str(artifacts_dir / f"ui-review-flow-{size[0]}.png"))
     assert "Exclude sink" not in page.evaluate(CUT_TEXT)
@@ -168,3 +172,15 @@ def test_compare_panels_keep_their_labels_and_titles_clear(app_url, browser, art
         page.wait_for_timeout(300)
         assert page.evaluate(TITLES_UNDER_TOOLBAR) == []
     page.screenshot(path=str(artifacts_dir / f"ui-review-compare-{size[0]}.png"), full_page=True)
+
+
+def test_overview_at_its_own_path_and_patching_keep_their_numbers_whole_at_1024(app_url, browser, artifacts_dir):
+    page = _open(browser, app_url, "/overview", NARROW)
+    assert not page.get_by_text("Page not found").count()
+    assert page.get_by_role("heading", name="Model overview").count() == 1
+    page.screenshot(path=str(artifacts_dir / "ui-review-overview-1024.png"))
+    assert page.evaluate(CUT_TEXT) == []
+    page = _open(browser, app_url, "/patching", NARROW, 2)
+    page.get_by_text("Rank correlation estimate vs exact").wait_for(timeout=300_000)
+    page.screenshot(path=str(artifacts_dir / "ui-review-patching-1024.png"))
+    assert page.evaluate(CUT_TEXT) == []

@@ -1,26 +1,11 @@
 """The rollout/flow, head-writes and compare pages in real Streamlit (AppTest), including bad links."""
 from __future__ import annotations
 
-import base64
-import json
-
-import numpy as np
 import pytest
 
-from tests.app_support import messages, run_app
+from tests.app_support import chart, messages, plotly_values, run_app
 
 FLOW, WRITES, COMPARE = "pages/flow.py", "pages/head_writes.py", "pages/compare.py"
-
-
-def _figure(app, index: int) -> dict:
-    return json.loads(app.get("plotly_chart")[index].proto.spec)
-
-
-def _values(encoded) -> np.ndarray:
-    """A Plotly array from a chart's JSON: a plain list or Plotly's base64 typed array."""
-    if isinstance(encoded, dict):
-        return np.frombuffer(base64.b64decode(encoded["bdata"]), dtype=encoded["dtype"])
-    return np.asarray(encoded)
 
 
 def _metrics(app) -> dict[str, str]:
@@ -30,14 +15,14 @@ def _metrics(app) -> dict[str, str]:
 def test_flow_page_shows_shares_that_sum_to_one(smollm2):
     app = run_app(FLOW, flow_token="9", flow_sink="1")
     assert not app.exception and not messages(app)
-    strip = _figure(app, 0)["data"][0]
-    shares = _values(strip["y"])
+    strip = chart(app, 0)["data"][0]
+    shares = plotly_values(strip["y"])
     assert shares.sum() == pytest.approx(1.0, abs=1e-6) and len(shares) == 14
     assert app.selectbox(key="w_flow_token").value == 9 and app.toggle(key="w_flow_sink").value
     assert len(app.get("plotly_chart")) == 3  # strip, rollout map, flow graph
     app.text_input(key="w_flow_heads").input("L23H*, L29H1").run()
     assert not app.exception and app.query_params["flow_heads"] == "L23H*, L29H1"
-    assert "selected heads" in _figure(app, 0)["layout"]["title"]["text"]
+    assert "selected heads" in chart(app, 0)["layout"]["title"]["text"]
 
 
 @pytest.mark.parametrize("params, expected", [
@@ -68,7 +53,7 @@ def test_writes_page_sum_matches_the_logit_and_ranks_heads(smollm2):
     assert metrics["L29H1's direct logit for the model's prediction here (␣Mary)"] == "+2.168"
     assert app.dataframe[0].value["head"].iloc[0] == "L29H1"
     assert app.dataframe[1].value["head"].iloc[0] == "L29H0"  # pushes ' Mary' down most
-    bars = _figure(app, 0)["data"][0]
+    bars = chart(app, 0)["data"][0]
     assert "␣Mary #5099" in bars["y"]
 
 

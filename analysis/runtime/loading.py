@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 from analysis.runtime.architecture import find_parts, is_causal_config, text_config
 from analysis.runtime.attention import ATTENTION_NAME
 from analysis.runtime.handle import ModelHandle, ModelInfo, Tokenizer
+from analysis.runtime.hub import unreachable_hub_message
 from analysis.runtime.models import EMBEDDED_MODELS, ModelLoadError, ModelSource, resolve_model
 
 CACHE_FORMAT = 1
@@ -111,6 +112,9 @@ def _load_weights(source: ModelSource, causal: bool, device: str):
 def load_model(name_or_path: str, device: str | None = None) -> ModelHandle:
     """Load a model by embedded name, local folder or hub id; raises ModelLoadError with a clear message."""
     source = resolve_model(name_or_path)
+    problem = unreachable_hub_message(source.location) if source.is_hub else None
+    if problem:
+        raise ModelLoadError(problem)
     embedded = EMBEDDED_MODELS.get(source.name)
     device = pick_device(device)
     try:

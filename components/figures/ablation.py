@@ -41,7 +41,9 @@ def paired_bars(top: pd.DataFrame, k: int = 10, clean_only: bool = False) -> go.
                            hovertemplate="%{y}: %{x:.4f}<extra>after</extra>"))
     figure = go.Figure(bars)
     figure.update_layout(barmode="group", height=80 + (34 if len(bars) > 1 else 24) * len(shown),
-                         title="Next-token probability", xaxis={"title": "probability", "rangemode": "tozero"},
+                         title={"text": "Next-token probability", "x": 0, "xref": "container", "xanchor": "left",
+                                "pad": {"l": 10}},  # from the chart's left edge: a narrow column does not cut it
+                         xaxis={"title": "probability", "rangemode": "tozero"},
                          legend={"orientation": "h", "y": -0.15}, showlegend=len(bars) > 1,
                          margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return figure
@@ -78,10 +80,13 @@ def downstream_figure(downstream: pd.DataFrame, before: dict[str, np.ndarray], a
     for row, head in enumerate(heads, start=1):
         difference = after[head] - before[head]
         bound = float(np.abs(difference).max()) or 1.0
+        bottom, top = figure.get_subplot(row, 3).yaxis.domain
+        change_scale = {"title": "Δ weight", "thickness": 10, "len": top - bottom, "y": (bottom + top) / 2}
         for col, (z, scale, low, high) in enumerate([(before[head], "Blues", 0, 1), (after[head], "Blues", 0, 1),
                                                     (difference, "RdBu_r", -bound, bound)], start=1):
             traces.append(go.Heatmap(z=z.astype(np.float32), x=labels, y=labels, colorscale=scale, zmin=low,
-                                     zmax=high, showscale=False, hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>"))
+                                     zmax=high, showscale=col == 3, colorbar=change_scale if col == 3 else None,
+                                     hovertemplate="%{y} → %{x}: %{z:.3f}<extra></extra>"))
             rows.append(row)
             cols.append(col)
     figure.add_traces(traces, rows=rows, cols=cols)

@@ -173,8 +173,8 @@ def layer_figure(layer_patterns: np.ndarray, tokens: list[str], layer: int, hide
                          row=row, col=col)
         figure.update_xaxes(showticklabels=False, showgrid=False, row=row, col=col)
         figure.update_yaxes(showticklabels=False, showgrid=False, autorange="reversed", row=row, col=col)
-    values = np.concatenate([s[np.isfinite(s)] for s in shown]) if shown else np.zeros(1)
-    figure.update_traces(zmin=float(values.min(initial=0)), zmax=float(values.max(initial=1)))
+    low, high = (float(np.log10(LOG_FLOOR)), 0.0) if log_color else (0.0, 1.0)  # log10 of a weight is at most 0
+    figure.update_traces(zmin=low, zmax=high)
     figure.update_annotations(font={"size": 13})
     figure.update_layout(height=300 * rows + 40, margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return figure

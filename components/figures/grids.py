@@ -59,6 +59,9 @@ def hover_values(frame: pd.DataFrame, column: str) -> list[str]:
 
 
 OPEN_HEAD = "click to open it in the head view"
+HOVER_TEXT = "#1f2933"
+HOVER_LABEL = {"bgcolor": "white", "bordercolor": "#52606d", "font": {"color": HOVER_TEXT}}  # set here: from the
+# invisible points' own colour Plotly would draw pale text on white
 
 
 def add_head_click_layer(figure: go.Figure, n_layers: int, n_heads: int,
@@ -71,7 +74,8 @@ def add_head_click_layer(figure: go.Figure, n_layers: int, n_heads: int,
     text = list(hover_text) if hover_text is not None else [f"L{l}H{h}" for l, h in zip(layers, heads)]
     figure.add_trace(go.Scatter(
         x=heads, y=layers, mode="markers", text=text, hovertemplate=f"%{{text}}<extra>{click_action}</extra>",
-        marker={"symbol": "square", "size": marker_size, "opacity": 0.0}, showlegend=False, name="heads",
+        marker={"symbol": "square", "size": marker_size, "opacity": 0.0, "color": HOVER_TEXT},  # the label's side
+        showlegend=False, name="heads", hoverlabel=HOVER_LABEL,                            # text takes this colour
         selected={"marker": {"opacity": 0.0}}, unselected={"marker": {"opacity": 0.0}},
     ))
     figure.update_layout(clickmode="event+select", dragmode=False)

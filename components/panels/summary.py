@@ -10,17 +10,18 @@ from analysis.runtime.trace import Trace
 
 
 def model_summary(info: ModelInfo) -> None:
-    """Architecture, size and device in one row of metrics."""
-    columns = st.columns(6)
-    columns[0].metric("Architecture", info.architecture.replace("ForCausalLM", "").replace("Model", "") or "?",
-                      help=f"{info.architecture}, {'causal decoder' if info.causal else 'bidirectional encoder'}")
-    columns[1].metric("Layers", info.n_layers)
-    columns[2].metric("Heads / layer", info.n_heads)
-    columns[3].metric("KV heads", info.n_kv_heads,
-                      help="Fewer KV heads than query heads means grouped-query attention: each query head still "
-                           "has its own pattern.")
-    columns[4].metric("Parameters", f"{info.n_params / 1e6:.0f} M")
-    columns[5].metric("Device", info.device)
+    """Architecture, size and device in a row of metrics (wrapping onto a second line on a narrow page)."""
+    row = st.container(horizontal=True, gap="large")
+    row.metric("Architecture", info.architecture.replace("ForCausalLM", "").replace("Model", "") or "?",
+               help=f"{info.architecture}, {'causal decoder' if info.causal else 'bidirectional encoder'}",
+               width="content")
+    row.metric("Layers", info.n_layers, width="content")
+    row.metric("Heads / layer", info.n_heads, width="content")
+    row.metric("KV heads", info.n_kv_heads, width="content",
+               help="Fewer KV heads than query heads means grouped-query attention: each query head still "
+                    "has its own pattern.")
+    row.metric("Parameters", f"{info.n_params / 1e6:.0f} M", width="content")
+    row.metric("Device", info.device, width="content")
     abilities = [("head edits", info.supports_interventions), ("layer restart", info.supports_restart),
                  ("head writes read as logits", info.causal and info.supports_head_writes and info.supports_restart)]
     st.caption("Runs on its own transformers code (" + info.family + "): " + ", ".join(
@@ -40,5 +41,6 @@ def text_summary(trace: Trace) -> None:
         "probability": [p.probability for p in trace.top_next],
     })
     st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"probability": st.column_config.ProgressColumn(format="%.3f", min_value=0.0,
-                                                                               max_value=1.0)})
+                 column_config={"next token": st.column_config.TextColumn(width="small"),
+                                "probability": st.column_config.ProgressColumn(format="%.3f", min_value=0.0,
+                                                                               max_value=1.0, width="small")})

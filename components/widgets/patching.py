@@ -61,7 +61,7 @@ def patching_controls(handle: ModelHandle, trace: Trace, state: dict, direction:
     st.markdown(f"**Clean prompt** (the sidebar's text): `{state['text'][:300]}`")
     bind(st.text_area, "compare_text", "Corrupted prompt (same token length)", value=state["compare_text"], height=68,
          help="The same prompt with the information removed or swapped, e.g. the other name in IOI.")
-    columns = st.columns([1, 1, 2, 2])
+    columns = [*st.columns(2), *st.columns(2)]  # tokens, then the choices: each placeholder whole on a narrow page
     with columns[0]:
         bind(st.text_input, "patch_target", "Target token", value=state["patch_target"],
              placeholder=f"clean top ({trace.top_next[0].token!r})" if trace.top_next else "",
