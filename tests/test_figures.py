@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from components.figures.ablation import downstream_figure, paired_bars
 from components.figures.attention import LOG_FLOOR, layer_figure
 from components.figures.grids import add_head_click_layer
+from components.figures.patching import MIN_CELLS_HEIGHT, TOKEN_LABELS_HEIGHT, position_grid
 
 
 def _patterns(n_heads: int, n_tokens: int, seed: int = 0) -> np.ndarray:
@@ -61,3 +62,15 @@ def test_head_grid_hover_text_is_dark_on_a_light_label():
     for text in (points.hoverlabel.font.color, points.marker.color):  # the head's values; what a click does
         lighter, darker = sorted([_luminance(background), _luminance(text)], reverse=True)
         assert (lighter + 0.05) / (darker + 0.05) >= 7  # WCAG AAA contrast for text
+
+
+def test_a_position_grid_of_three_heads_keeps_a_readable_band_and_colour_bar():
+    tokens = [" When", " Mary", " and", " John"]
+    frame = pd.DataFrame([{"head": head, "position": position, "effect": 0.1 * position,
+                           "clean_token": token, "corrupted_token": " Bob" if position == 1 else token}
+                          for head in ("L23H3", "L20H0", "L17H4") for position, token in enumerate(tokens)])
+    figure = position_grid(frame, "head", "Head × position", centre=0.0)
+    cells = figure.layout.height - TOKEN_LABELS_HEIGHT - figure.layout.margin.t
+    assert cells >= MIN_CELLS_HEIGHT  # the three rows are not squashed under the slanted token labels
+    assert figure.data[0].colorbar.len is None  # the colour bar spans the cells' full height
+    assert list(figure.data[0].y) == ["L23H3", "L20H0", "L17H4"] and "1: ␣Mary→␣Bob" in list(figure.data[0].x)

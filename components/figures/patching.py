@@ -20,6 +20,8 @@ def _scale(values: np.ndarray, centre: float) -> dict:
 
 
 UNDEFINED_GREY = "#d9d9d9"
+ROW_HEIGHT, MIN_CELLS_HEIGHT = 24, 140  # pixels per row of a position grid, and the least height of its cells
+TOKEN_LABELS_HEIGHT = 110  # room for the slanted "position: token" labels under a position grid
 
 
 def effect_grid(frame: pd.DataFrame, title: str, centre: float, defined: bool = True) -> go.Figure:
@@ -51,11 +53,12 @@ def position_grid(frame: pd.DataFrame, rows: str, title: str, centre: float) -> 
               for position, clean, corrupted in zip(table.columns, tokens["clean_token"], tokens["corrupted_token"])]
     row_labels = [f"L{row}" if rows == "layer" else str(row) for row in table.index]
     values = table.to_numpy()
+    cells = max(MIN_CELLS_HEIGHT, ROW_HEIGHT * len(row_labels))  # a few rows still get a readable band
     figure = go.Figure(go.Heatmap(
-        z=values, x=labels, y=row_labels, colorbar={"title": "effect", "thickness": 12},
-        hovertemplate="%{y} at %{x}: effect %{z:.3f}<extra></extra>", **_scale(values, centre)))
+        z=values, x=labels, y=row_labels, hovertemplate="%{y} at %{x}: effect %{z:.3f}<extra></extra>",
+        colorbar={"title": "effect", "thickness": 12}, **_scale(values, centre)))  # the bar spans the cells
     figure.update_yaxes(autorange="reversed", type="category")
-    figure.update_xaxes(type="category", tickangle=-60, side="bottom")
-    figure.update_layout(title={"text": title, "font": {"size": 14}}, height=max(220, 18 * len(row_labels) + 160),
+    figure.update_xaxes(type="category", tickangle=-60, side="bottom", automargin=True)
+    figure.update_layout(title={"text": title, "font": {"size": 14}}, height=cells + TOKEN_LABELS_HEIGHT + 50,
                          margin={"l": 10, "r": 10, "t": 50, "b": 10}, plot_bgcolor="white")
     return figure
