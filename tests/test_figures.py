@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from components.figures.ablation import downstream_figure, paired_bars
-from components.figures.attention import LOG_FLOOR, layer_figure
+from components.figures.attention import KEY_TICKS, LOG_FLOOR, head_figure, layer_figure
 from components.figures.grids import add_head_click_layer
 from components.figures.patching import MIN_CELLS_HEIGHT, TOKEN_LABELS_HEIGHT, position_grid
 
@@ -74,3 +74,11 @@ def test_a_position_grid_of_three_heads_keeps_a_readable_band_and_colour_bar():
     assert cells >= MIN_CELLS_HEIGHT  # the three rows are not squashed under the slanted token labels
     assert figure.data[0].colorbar.len is None  # the colour bar spans the cells' full height
     assert list(figure.data[0].y) == ["L23H3", "L20H0", "L17H4"] and "1: ␣Mary→␣Bob" in list(figure.data[0].x)
+
+
+def test_a_long_window_labels_few_enough_keys_to_read_and_hover_still_names_every_cell():
+    tokens = [f"word{index}" for index in range(1024)]
+    window = np.full((64, 512), 1 / 512)
+    figure = head_figure(window, tokens, "window", first_query=600, first_key=100)
+    assert len(figure.layout.xaxis.tickvals) <= KEY_TICKS < len(figure.data[0].x) == 512
+    assert figure.data[0].x[0] == "word100 (100)" and figure.data[0].y[0] == "word600 (600)"

@@ -77,6 +77,9 @@ def span_labels(tokens: list[str], edges: np.ndarray) -> list[str]:
     return [f"{a}–{b - 1} ({tokens[a]}…)" if b - a > 1 else f"{tokens[a]} ({a})" for a, b in zip(edges, edges[1:])]
 
 
+KEY_TICKS = 30  # slanted key labels: more than this on a page-wide figure run into one another
+
+
 def axis_ticks(labels: list[str], ticks: int = 60) -> dict:
     """At most ``ticks`` evenly spaced tick labels on a categorical axis (hover still names every cell)."""
     step = max(1, -(-len(labels) // ticks))
@@ -123,7 +126,7 @@ def head_figure(pattern: np.ndarray, tokens: list[str], title: str, hide_first: 
         cols = token_labels(tokens[first_key:first_key + n_keys], first_key)
         shown = prepare_pattern(pattern, hide_first and first_key == 0, log_color)
     figure = go.Figure(pattern_heatmap(shown, np.where(np.isnan(shown), np.nan, pattern), rows, cols, log_color))
-    figure.update_xaxes(title=axis_titles[0], tickangle=-60, showgrid=False, **axis_ticks(cols))
+    figure.update_xaxes(title=axis_titles[0], tickangle=-60, showgrid=False, **axis_ticks(cols, KEY_TICKS))
     figure.update_yaxes(title=axis_titles[1], autorange="reversed", showgrid=False, **axis_ticks(rows))
     return _square_layout(figure, n_queries, title)
 
