@@ -16,6 +16,7 @@ import pandas as pd
 from analysis.datasets.generators import ioi_dataset
 from analysis.datasets.probes import patching_pair
 from analysis.methods.path_patching import path_patching, receiver_inputs
+from analysis.methods.census import text_census
 from analysis.methods.circuit_graph import circuit_heads, select
 from analysis.methods.edge_attribution import edge_scores, exact_edge_values, prepare_edge_runs
 from analysis.methods.faithfulness import curve_auc, faithfulness_curve
@@ -89,6 +90,32 @@ def one_pair(handle) -> None:
           + ", ".join(f"{row.sender} ({row.effect:+.2f})" for row in strongest.itertuples()))
 
 
+def induction_k_edges(handle, n_edges: int = 200) -> None:
+    """On the induction pair: do EAP-IG's top edges contain previous-token head → induction head key edges?"""
+    pair = patching_pair("induction", handle.tokenizer)
+    clean, corrupted, metric = _inputs(handle, pair.clean, pair.corrupted, pair.target, pair.distractor)
+    runs = prepare_edge_runs(handle, clean, corrupted, metric)
+    table = edge_scores(handle, runs, "eap-ig", steps=5)
+    census = text_census(handle, pair.clean)
+    previous = set(census.nlargest(5, "previous_token")["head"])
+    induction = census.nlargest(5, "induction_text")
+    kv_of = {row.head: (row.head if runs.graph.group_size == 1 else
+                        f"L{row.layer}KV{row.head_index // runs.graph.group_size}") for row in induction.itertuples()}
+    ranked = table.reindex(table["score"].abs().sort_values(ascending=False, kind="stable").index).reset_index(drop=True)
+    k_edges = ranked[(ranked["input"] == "k") & ranked["source"].isin(previous)
+                     & ranked["target"].isin(set(kv_of.values()))]
+    circuit = select(runs.graph, table["score"].to_numpy(), "top_n", n_edges)
+    kept = table[circuit]
+    print(f"\nInduction pair ({clean.shape[1]} tokens), {handle.info.name}, EAP-IG (5 steps), {len(table):,} edges:")
+    print(f"  previous-token heads (census top 5): {sorted(previous)}; induction heads (top 5): "
+          f"{list(induction['head'])} → key inputs {sorted(set(kv_of.values()))}")
+    print(f"  previous-token → induction key edges: best rank {int(k_edges.index.min()) + 1 if len(k_edges) else '—'} "
+          f"of {len(table):,}; " + ", ".join(f"{row.source}→{row.target}<k> #{index + 1} ({row.score:+.3f})"
+                                             for index, row in k_edges.head(5).iterrows()))
+    inside = kept[(kept["input"] == "k") & kept["source"].isin(previous) & kept["target"].isin(set(kv_of.values()))]
+    print(f"  in the pruned top-{n_edges} circuit ({int(circuit.sum())} edges): {len(inside)} such key edges")
+
+
 def dataset_faithfulness(handle, n_pairs: int) -> None:
     """Faithfulness of the top 50/100/200/500 edges of EAP and EAP-IG on ``n_pairs`` generated IOI pairs."""
     dataset = ioi_dataset(n_pairs, seed=0)
@@ -118,6 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     handle = load_model(args.model)
     one_pair(handle)
+    induction_k_edges(handle)
     if args.pairs:
         dataset_faithfulness(handle, args.pairs)
 

@@ -10,12 +10,10 @@ from components.widgets.lab_selection import add_head
 from components.navigation import page_file
 from components.page import page_context, require_editable_causal_model, second_trace_or_stop
 from components.panels.page_jobs import exact_patching_request, page_job_panel
-from components.caches.patching import cached_attribution, cached_summary, exact_result
+from components.caches.patching import IN_PAGE_TOKENS, cached_attribution, cached_summary, exact_result
 from components.widgets.patching import patching_controls, position_heads
 from components.figures.patching import effect_grid, position_grid
 from components.state import bind
-
-IN_PAGE_TOKENS = 256  # the longest text whose exact grids the page computes itself
 
 ctx = page_context()
 info, trace, state = ctx.handle.info, ctx.trace, ctx.state

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 
-from analysis.datasets.natural_text import NATURAL_SENTENCES
 from analysis.datasets.probes import CORRUPTED_FACTUAL_PROMPT, CORRUPTED_IOI_PROMPT, FACTUAL_PROMPT, IOI_PROMPT
 from tests.app_support import messages, run_app
 from tests.app_support import rerun_until
@@ -82,15 +81,18 @@ def test_bad_input_gives_messages(smollm2, minilm):
 
 
 
-def test_a_long_pair_patches_every_head_as_a_job_and_its_link_reopens_it(smollm2, job_database):
-    preamble = " ".join(NATURAL_SENTENCES[:16]) + " "  # 265 tokens with the IOI prompt
-    pair = {"text": preamble + IOI_PROMPT, "compare_text": preamble + CORRUPTED_IOI_PROMPT,
-            "patch_target": " Mary", "patch_distractor": " John", "max_tokens": "512"}
+def test_a_long_pair_patches_every_head_as_a_job_and_its_link_reopens_it(smollm2, job_database, monkeypatch):
+    """A pair over the page's limit (lowered here from 256 tokens so the job is the IOI pair's 270 heads)."""
+    import components.caches.patching as patching_caches
+
+    monkeypatch.setattr(patching_caches, "IN_PAGE_TOKENS", 10)
+    pair = {"text": IOI_PROMPT, "compare_text": CORRUPTED_IOI_PROMPT, "patch_target": " Mary",
+            "patch_distractor": " John"}
     app = run_app(PAGE, **pair)
     assert not app.exception
     assert "Rank correlation estimate vs exact" not in _metrics(app)  # nothing exact runs in the page
     assert list(app.dataframe[0].value.columns) == ["head", "effect estimate"]
-    assert "texts up to 256 tokens" in app.info[0].value  # the position grids say why they are not drawn
+    assert "texts up to 10 tokens" in app.info[0].value  # the position grids say why they are not drawn
     app.button(key="patch_run_exact").click().run()
     job = app.query_params["job"]
     rerun_until(app, lambda a: "Rank correlation estimate vs exact" in _metrics(a) or bool(a.error))

@@ -47,6 +47,9 @@ class RunSummary(NamedTuple):
     corrupted: float
 
 
+IN_PAGE_TOKENS = 256  # the longest text whose exact grids the patching page computes itself (longer: a job)
+
+
 @memoise
 def cached_runs(request: PatchRequest) -> PatchingRuns:
     """Both prompts run once per request, shared by the summary, the estimate and every exact grid; raises
