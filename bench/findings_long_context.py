@@ -5,7 +5,10 @@
   log-probability and greedy accuracy over the probe's prompts.
 - QK attribution on the induction probe: for the census' top induction head, the share of its logit on the
   induction key (the token after the earlier copy) that comes from the previous-token heads' writes at the key.
-Run: ``python -m bench.findings_long_context smollm2-135m`` (tens of minutes on a shared 2-core CPU).
+- Streaming heads (Xiao et al. 2024, DuoAttention): on a natural text of ``STREAM_TOKENS`` tokens, the heads whose
+  restriction alone to 4 sink + 64 recent keys changes the mean loss by less than the threshold, the loss change
+  when they are all restricted at once, and the KV cache that saves.
+Run: ``python -m bench.findings_long_context smollm2-135m [streaming]`` (tens of minutes on a shared 2-core CPU).
 """
 from __future__ import annotations
 
@@ -22,6 +25,9 @@ from analysis.methods.retrieval import RETRIEVAL_THRESHOLD, haystack_prompts, ne
 from analysis.datasets.haystack import NEEDLES
 from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.loading import load_model
+from analysis.datasets.natural_text import NATURAL_SENTENCES
+from analysis.methods.streaming import STREAMING_THRESHOLD, kv_cache_bytes, restrict_heads, streaming_scores
+from analysis.runtime.trace import encode_text
 
 LENGTHS, DEPTHS, NEEDLE_COUNT, SEEDS, TOP_K = (256, 512), (0.25, 0.75), 2, (0, 1, 2), 5
 
@@ -82,12 +88,33 @@ def induction_findings(handle, n_queries: int = 8) -> dict:
             "previous_token_share_of_logit": float(np.mean(shares)), "share_per_query": [float(s) for s in shares]}
 
 
-def main(name: str) -> None:
+STREAM_TOKENS = 512
+
+
+def streaming_findings(handle) -> dict:
+    """Streaming heads on a natural text: how many, the loss change with all of them restricted, the KV saved."""
+    ids = encode_text(handle, " ".join(NATURAL_SENTENCES), STREAM_TOKENS)[0]
+    scores = streaming_scores(handle, ids)
+    streaming = scores[scores["delta_loss"].abs() < STREAMING_THRESHOLD]
+    heads = list(zip(streaming["layer"], streaming["head_index"]))
+    total, saved = kv_cache_bytes(handle.info, heads, ids.shape[1])
+    return {"tokens": int(ids.shape[1]), "streaming_heads": len(heads), "heads": len(scores),
+            "share": round(len(heads) / len(scores), 3),
+            "most_needed": [(row.head, round(float(row.delta_loss), 3)) for row in
+                            scores.nlargest(5, "delta_loss").itertuples()],
+            "all_restricted_delta_loss": round(restrict_heads(handle, ids, heads), 4),
+            "kv_saved_share": round(saved / total, 3)}
+
+
+def main(name: str, only: str = "") -> None:
     torch.set_num_threads(1)
     handle = load_model(name)
+    if only == "streaming":
+        print(json.dumps({"model": name, "streaming": streaming_findings(handle)}, indent=1), flush=True)
+        return
     print(json.dumps({"model": name, "induction": induction_findings(handle)}, indent=1), flush=True)
     print(json.dumps({"model": name, "retrieval": retrieval_findings(handle)}, indent=1), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m")
+    main(sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m", sys.argv[2] if len(sys.argv) > 2 else "")
