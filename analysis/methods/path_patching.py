@@ -25,6 +25,7 @@ from analysis.methods.circuit_graph import INPUT_KINDS, CircuitError, CircuitGra
 from analysis.methods.edge_attribution import EdgeRuns
 from analysis.methods.faithfulness import kept_edge_values
 from analysis.runtime.handle import ModelHandle
+
 PATH_INPUTS = {"q": "query", "k": "key", "v": "value", "qk": "query and key", "qv": "query and value",
                "kv": "key and value", "qkv": "query, key and value"}  # which inputs of the receiver heads
 
@@ -88,10 +89,7 @@ def path_patching(handle: ModelHandle, runs: EdgeRuns, receivers: Sequence[int],
         return kept
 
     values = kept_edge_values(handle, runs, len(rows), matrices)
-    names = [graph.sources[row] for row in rows]
-    return pd.DataFrame({"sender": names, "layer": graph.source_layers[rows],
-                         "head": [_head_of(name) for name in names], "value": values, "effect": values - 1.0})
-
-
-def _head_of(name: str) -> int:
-    return int(name.split("H")[1]) if name.startswith("L") else -1
+    in_layer = (rows - 1) % (graph.n_heads + 1)  # sources: input, then per layer its heads and its MLP
+    heads = np.where((rows > 0) & (in_layer < graph.n_heads), in_layer, -1)
+    return pd.DataFrame({"sender": [graph.sources[row] for row in rows], "layer": graph.source_layers[rows],
+                         "head": heads, "value": values, "effect": values - 1.0})
