@@ -1,9 +1,10 @@
-"""What a job computes per dataset row: one per-head table, the same in-process and on a Dask worker.
+"""What a job computes per dataset row: a per-head table (or one line), the same in-process and on a Dask worker.
 
 Kinds: ``census`` (the census scores defined on a text, ``analysis.methods.census.text_census``),
 ``gradient`` and ``exact`` importance (``analysis.methods.importance``) for a metric, whose log-prob target is
-a pair row's target unless one is given, and ``patching`` (``analysis.methods.patching.head_patching``) over
-(clean, corrupted, target, distractor) rows. ``compute_rows`` runs a kind over rows; a row that cannot be
+a pair row's target unless one is given, ``patching`` (``analysis.methods.patching.head_patching``) over
+(clean, corrupted, target, distractor) rows, and ``knockout``: the lab's selection applied to each row
+(``analysis.methods.knockout``), one line per row. ``compute_rows`` runs a kind over rows; a row that cannot be
 computed (an empty text, a span outside it, a corrupted prompt of another token length) becomes a row error,
 and the other rows go on.
 """
@@ -18,6 +19,7 @@ from analysis.datasets import row_text
 from analysis.heads import heads_frame
 from analysis.methods.census import text_census
 from analysis.methods.importance import ablation_importance, gradient_importance
+from analysis.methods.knockout import KNOCKOUT_VALUES, knockout, knockout_selection
 from analysis.methods.metrics import Metric, resolve_target
 from analysis.methods.patching import PatchingMetric, head_patching
 from analysis.runtime.handle import ModelHandle
@@ -44,6 +46,7 @@ class JobKind:
     uses_metric: bool = False
     step_name: str = ""  # what progress inside one row counts ("layer"), if it reports any
     help: str = ""
+    table: str = "heads"  # what one row's result is: "heads" (one line per head) or "rows" (one line)
 
 
 def row_metric(handle: ModelHandle, row: dict[str, str], options: dict[str, Any]) -> Metric:
@@ -83,6 +86,15 @@ def _patching(handle, row, options, max_tokens, progress):
                          metric, options.get("direction", "denoise"), progress)
 
 
+def _knockout(handle, row, options, max_tokens, progress):
+    info = handle.info
+    selection = knockout_selection(options["selection"], info.n_layers, info.n_heads, "corrupted" in row)
+    resamples = any(edit.mode == "resample" for edit in selection)
+    source = _ids(handle, row["corrupted"], max_tokens) if resamples else None
+    target_id, _ = resolve_target(handle.tokenizer, options.get("target") or row.get("target", ""))
+    return pd.DataFrame([knockout(handle, _ids(handle, row_text(row), max_tokens), selection, target_id, source)])
+
+
 CENSUS_VALUES = ("previous_token", "induction_text", "duplicate_text", "first_token", "self", "mean_distance",
                  "local_mass", "entropy", "cls_mass", "sep_mass", "punct_mass", "output_norm")
 
@@ -100,6 +112,10 @@ KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
             step_name="head",
             help="Each head's output patched alone between the clean and the corrupted prompt (denoise: clean into "
                  "corrupted); effect 0 = the corrupted run, 1 = the clean run."),
+    JobKind("knockout", "Lab selection: knockout", KNOCKOUT_VALUES, _knockout, needs_causal=True, table="rows",
+            help="The lab's selection applied to every row at once: the clean and edited loss over the text, the "
+                 "log-prob of the target (a pair row's target, else the clean top prediction) and the KL, one line "
+                 "per row; resampled heads read each pair row's corrupted prompt."),
 )}
 
 
@@ -112,7 +128,8 @@ def available_kinds(has_pairs: bool, causal: bool) -> list[str]:
 def compute_rows(handle: ModelHandle, kind: JobKind, rows: list[tuple[int, dict[str, str]]],
                  options: dict[str, Any], max_tokens: int,
                  progress: RowProgress | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """The long result table ("row" first, then the kind's per-head columns) and one error per failed row."""
+    """The long result table ("row" first, then the kind's columns: per head, or one line) and one error per failed
+    row."""
     frames, errors = [], []
     for index, row in rows:
         step = None if progress is None else (lambda done, total, index=index: progress(index, done, total))
@@ -127,5 +144,5 @@ def compute_rows(handle: ModelHandle, kind: JobKind, rows: list[tuple[int, dict[
         if step is not None:
             step(1, 1)
     if not frames:
-        return heads_frame(0, 0).assign(row=[]), errors
+        return (heads_frame(0, 0) if kind.table == "heads" else pd.DataFrame()).assign(row=[]), errors
     return pd.concat(frames, ignore_index=True), errors

@@ -185,9 +185,9 @@ class JobRunner:
         finally:
             client.unsubscribe_topic(topic)
             client.cancel(list(futures))
-        self._finish(job_id)
+        self._finish(job_id, request.kind)
 
-    def _finish(self, job_id: str) -> None:
+    def _finish(self, job_id: str, kind: str) -> None:
         shards = self.jobs.shards(job_id)
         errors = sorted((error for _, row_errors in shards.values() for error in row_errors),
                         key=lambda error: error["row"])
@@ -196,7 +196,8 @@ class JobRunner:
             first = f" First: row {errors[0]['row']}: {errors[0]['message']}" if errors else ""
             self.jobs.fail(job_id, f"No row could be computed.{first}")
             return
-        result = pd.concat(frames, ignore_index=True).sort_values(["row", "layer", "head_index"], ignore_index=True)
+        order = ["row", "layer", "head_index"] if KINDS[kind].table == "heads" else ["row"]
+        result = pd.concat(frames, ignore_index=True).sort_values(order, ignore_index=True, kind="stable")
         self.jobs.finish(job_id, result, errors)
 
 

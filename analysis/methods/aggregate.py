@@ -1,10 +1,11 @@
-"""Per-head statistics over the rows of a dataset sweep: mean, spread and a 95 % confidence interval.
+"""Statistics over the rows of a dataset sweep: mean, spread and a 95 % confidence interval.
 
-A sweep's rows are a long table, one line per (row, head): "row", "head", "layer", "head_index" and value
-columns. ``head_summary`` reduces one value column to one line per head with the mean over rows and
-Student's t interval mean ± t(0.975, n − 1) · s / √n (s: the sample standard deviation). Rows where the
-value is undefined (NaN, e.g. an induction score on a text without repeated tokens) are left out of that
-head's n. With n < 2 there is no interval (NaN).
+A per-head sweep's rows are a long table, one line per (row, head): "row", "head", "layer", "head_index" and
+value columns; ``head_summary`` reduces one value column to one line per head. A per-row sweep (one line per
+row, e.g. a knockout's Δ loss) is reduced by ``value_summary``, one line per value column. Both give the mean
+over rows and Student's t interval mean ± t(0.975, n − 1) · s / √n (s: the sample standard deviation,
+``interval_half``). Rows where the value is undefined (NaN, e.g. an induction score on a text without repeated
+tokens) are left out of n. With n < 2 there is no interval (NaN).
 """
 from __future__ import annotations
 
@@ -43,17 +44,37 @@ def t_quantile(probability: float, df: int) -> float:
     return (low + high) / 2
 
 
+SUMMARY_COLUMNS = ("n", "mean", "std", "ci_low", "ci_high", "ci_half")
+
+
+def interval_half(std: pd.Series, n: pd.Series) -> pd.Series:
+    """The half-width t(0.975, n − 1) · s / √n of the 95 % interval of each line's mean (NaN where n < 2)."""
+    quantiles = {count: t_quantile((1 + CONFIDENCE) / 2, int(count) - 1) for count in n.unique() if count >= 2}
+    factor = n.map(lambda count: quantiles.get(count, np.nan)).astype(float)
+    return factor * std / np.sqrt(n.clip(lower=1))
+
+
+def _with_interval(summary: pd.DataFrame) -> pd.DataFrame:
+    """A table with "n", "mean" and "std" columns, with the interval columns added."""
+    summary["ci_half"] = interval_half(summary["std"], summary["n"])
+    summary["ci_low"] = summary["mean"] - summary["ci_half"]
+    summary["ci_high"] = summary["mean"] + summary["ci_half"]
+    return summary
+
+
 def head_summary(rows: pd.DataFrame, value: str) -> pd.DataFrame:
     """One line per head: "n", "mean", "std", "ci_low", "ci_high", "ci_half" of ``value`` over rows."""
     groups = rows.groupby(list(HEAD_COLUMNS), sort=False)[value]
     summary = groups.agg(n="count", mean="mean", std="std").reset_index()
-    summary = summary.sort_values(["layer", "head_index"], ignore_index=True)
-    quantiles = {n: t_quantile((1 + CONFIDENCE) / 2, int(n) - 1) for n in summary["n"].unique() if n >= 2}
-    factor = summary["n"].map(lambda n: quantiles.get(n, np.nan)).astype(float)
-    summary["ci_half"] = factor * summary["std"] / np.sqrt(summary["n"].clip(lower=1))
-    summary["ci_low"] = summary["mean"] - summary["ci_half"]
-    summary["ci_high"] = summary["mean"] + summary["ci_half"]
-    return summary[[*HEAD_COLUMNS, "n", "mean", "std", "ci_low", "ci_high", "ci_half"]]
+    summary = _with_interval(summary.sort_values(["layer", "head_index"], ignore_index=True))
+    return summary[[*HEAD_COLUMNS, *SUMMARY_COLUMNS]]
+
+
+def value_summary(rows: pd.DataFrame, values: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """One line per value column of a per-row table: "value", then "n", "mean", "std" and the interval."""
+    summary = rows[list(values)].agg(["count", "mean", "std"]).T.rename(columns={"count": "n"})
+    summary = _with_interval(summary.rename_axis("value").reset_index().astype({"n": int}))
+    return summary[["value", *SUMMARY_COLUMNS]]
 
 
 def head_values(rows: pd.DataFrame, head: str, value: str) -> pd.DataFrame:
