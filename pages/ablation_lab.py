@@ -7,6 +7,7 @@ from components.caches.ablation import cached_ablation, streamed_generation
 from components.panels.lookback import lookback_panel
 from components.figures.ablation import downstream_figure, loss_curve, paired_bars
 from components.panels.lab_export import lab_downloads
+from components.panels.lab_sweep import lab_sweep
 from components.widgets.lab_presets import presets
 from components.widgets.lab_selection import head_sliders, heads_box, read_selection, resample_source, selection_picker
 from components.widgets.metrics import metric_options
@@ -104,3 +105,4 @@ if info.causal and state["gen_tokens"] > 0:
 else:
     continuations = {}
 lab_downloads(state["model"], result, continuations)
+lab_sweep(ctx.handle, state, selection)

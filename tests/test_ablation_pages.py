@@ -161,3 +161,37 @@ def test_streaming_heads_change_the_prediction_once_their_window_misses_the_text
     assert app.query_params["ablate"] == "L1H5:stream:8"
     app.selectbox(key="w_lab_mode_L1H5").set_value("zero").run()
     assert app.query_params["ablate"] == "L1H5:zero:0" and not app.exception
+
+
+def _mean_loss(app) -> str | None:
+    return next((m.value for m in app.metric if m.label == "Mean Δ loss"), None)
+
+
+def test_the_lab_sweeps_its_selection_over_a_dataset_and_shows_the_mean_with_its_interval(smollm2, job_database):
+    from analysis.datasets.generators import natural_text_dataset
+    from analysis.jobs.kinds import KINDS, compute_rows
+
+    link = dict(ablate="L1H5:zero:0,L3H*:stream:2", ds_source="natural", ds_n="3", gen_tokens="0")
+    app = run_app(LAB, **link)
+    assert not app.exception and _mean_loss(app) is None
+    app.button(key="lab_sweep_start").click().run()
+    job = app.query_params["job"]
+    rerun_until(app, lambda a: _mean_loss(a) is not None or bool(a.error))
+    assert not app.exception and not messages(app)
+    texts = natural_text_dataset(3).texts
+    rows, _ = compute_rows(smollm2, KINDS["knockout"], [(i, {"text": t}) for i, t in enumerate(texts)],
+                           {"selection": link["ablate"]}, 256)
+    assert float(_mean_loss(app)) == pytest.approx(rows["loss_delta"].mean(), abs=2e-4)
+    assert "intervals of the mean (n = 3)" in " ".join(c.value for c in app.caption)
+    assert list(app.dataframe[-1].value["row"]) == [0, 1, 2]
+
+    opened = run_app(LAB, **link, job=job)  # the link reopens the finished sweep
+    assert not opened.exception and not messages(opened) and _mean_loss(opened) == _mean_loss(app)
+    opened.button(key="knockout_open_row").click().run()  # row 0 of the sweep becomes the lab's text
+    assert opened.query_params["text"] == texts[0] and _mean_loss(opened) == _mean_loss(app)
+
+
+def test_the_lab_sweep_refuses_resampling_without_pairs(smollm2, job_database):
+    app = run_app(LAB, ablate="L1H5:resample:0", ds_source="natural", ds_n="3", gen_tokens="0")
+    assert not app.exception and "sweep pair rows" in messages(app)
+    assert not any(button.key == "lab_sweep_start" for button in app.button)

@@ -112,7 +112,7 @@ KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
             step_name="head",
             help="Each head's output patched alone between the clean and the corrupted prompt (denoise: clean into "
                  "corrupted); effect 0 = the corrupted run, 1 = the clean run."),
-    JobKind("knockout", "Lab selection: knockout", KNOCKOUT_VALUES, _knockout, needs_causal=True, table="rows",
+    JobKind("knockout", "Lab selection: knockout", tuple(KNOCKOUT_VALUES), _knockout, needs_causal=True, table="rows",
             help="The lab's selection applied to every row at once: the clean and edited loss over the text, the "
                  "log-prob of the target (a pair row's target, else the clean top prediction) and the KL, one line "
                  "per row; resampled heads read each pair row's corrupted prompt."),

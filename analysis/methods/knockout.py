@@ -21,7 +21,7 @@ from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.tokens import token_strings
 
-KNOCKOUT_VALUES = ("loss_delta", "logprob_delta", "kl")  # what a row's knockout changed, the first shown first
+KNOCKOUT_VALUES = {"loss_delta": "loss", "logprob_delta": "logprob", "kl": "kl"}  # column -> its metric (METRICS)
 RESAMPLE_NEEDS_PAIRS = ("Resampled heads take their output from a second prompt of the same length: sweep pair "
                         "rows (IOI pairs: each row's corrupted prompt), or pick another mode for those heads.")
 

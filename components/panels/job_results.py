@@ -21,7 +21,8 @@ from components.state import bind, update_state
 _OPEN_PAGE = "atlas_sweep_open_page"
 
 
-def _downloads(frame: pd.DataFrame, stem: str, label: str, formats: tuple[str, ...]) -> None:
+def downloads(frame: pd.DataFrame, stem: str, label: str, formats: tuple[str, ...]) -> None:
+    """One download button per format ("csv", "json", "parquet") for a table."""
     columns = st.columns(len(formats))
     for column, kind in zip(columns, formats):
         if kind == "csv":
@@ -37,10 +38,10 @@ def _downloads(frame: pd.DataFrame, stem: str, label: str, formats: tuple[str, .
                                key=f"download_{stem}_{kind}", icon=":material/download:")
 
 
-def _row_state(record: JobRecord, dataset: Dataset, row: int, layer: int, head: int) -> dict:
-    """The view state that opens one row of the sweep on any page, with the selected head."""
+def row_state(record: JobRecord, dataset: Dataset, row: int) -> dict:
+    """The view state that opens one row of the sweep on any page: its model, prompt (and pair) and token cap."""
     changes = {"model": record.model, "text": dataset.texts[row], "max_tokens": int(record.params["max_tokens"]),
-               "layer": layer, "head": head, "token": -1}
+               "token": -1}
     if dataset.has_pairs:
         pair = dataset.pairs[row]
         changes.update(compare_text=pair.corrupted, target=pair.target, patch_target=pair.target,
@@ -48,9 +49,16 @@ def _row_state(record: JobRecord, dataset: Dataset, row: int, layer: int, head: 
     return changes
 
 
-def _open_page(changes: dict, page: str) -> None:
+def open_page(changes: dict, page: str) -> None:
+    """Button callback: apply ``changes`` to the view state and go to ``page`` on the next run."""
     update_state(**changes)
     st.session_state[_OPEN_PAGE] = page
+
+
+def follow_open_page() -> None:
+    """Go to the page a button asked for (a callback cannot switch pages itself)."""
+    if _OPEN_PAGE in st.session_state:
+        st.switch_page(page_file(st.session_state.pop(_OPEN_PAGE)))
 
 
 def _open_row(record: JobRecord, dataset: Dataset, row: int, layer: int, head: int) -> None:
@@ -63,14 +71,13 @@ def _open_row(record: JobRecord, dataset: Dataset, row: int, layer: int, head: i
         page = st.selectbox("Open this row in", [key for *_, key in PAGES if key != "datasets"],
                             format_func={key: title for _, title, _, key in PAGES}.get, key="sweep_open_page")
     with right:
-        st.button("Open the row", key="sweep_open_row", icon=":material/open_in_new:", on_click=_open_page,
-                  args=(_row_state(record, dataset, row, layer, head), page))
+        st.button("Open the row", key="sweep_open_row", icon=":material/open_in_new:", on_click=open_page,
+                  args=({**row_state(record, dataset, row), "layer": layer, "head": head}, page))
 
 
 def sweep_results(record: JobRecord, state: dict) -> None:
     """The finished job's grids, the selected head's distribution over rows, the rows and the downloads."""
-    if _OPEN_PAGE in st.session_state:
-        st.switch_page(page_file(st.session_state.pop(_OPEN_PAGE)))
+    follow_open_page()
     rows = job_result(record.id)
     dataset = Dataset.from_dict(record.params["dataset"])
     values = [value for value in KINDS[record.kind].values if value in rows.columns and rows[value].notna().any()]
@@ -125,5 +132,5 @@ def sweep_results(record: JobRecord, state: dict) -> None:
 
     st.subheader("Downloads")
     stem = f"{record.kind}-{record.id}"
-    _downloads(summary.assign(value=value), f"{stem}-{value}-per-head", f"Per-head {value}", ("csv", "json", "parquet"))
-    _downloads(rows, f"{stem}-rows", "Every row × head", ("csv", "parquet"))
+    downloads(summary.assign(value=value), f"{stem}-{value}-per-head", f"Per-head {value}", ("csv", "json", "parquet"))
+    downloads(rows, f"{stem}-rows", "Every row × head", ("csv", "parquet"))
