@@ -9,6 +9,7 @@ from components.panels.job_panel import job_link, job_outcome, job_page, job_pro
     start_job, start_problem
 from components.panels.job_list import recent_jobs
 from components.panels.job_results import sweep_results
+from components.panels.knockout_results import knockout_results
 from components.page import page_context
 
 ctx = page_context()
@@ -30,6 +31,8 @@ elif record is not None:
     st.code(job_link(record), language=None)
     if record.active:
         job_progress(record.id)
+    elif record.status == "done" and record.kind in KINDS and KINDS[record.kind].table == "rows":
+        knockout_results(record, state)
     elif record.status == "done":
         sweep_results(record, state)
     else:
@@ -39,8 +42,8 @@ with st.expander("New sweep", expanded=record is None):
     st.caption(f"Rows are analysed with {info.name} (the sidebar's model) on the Dask workers, outside this page: "
                "you can keep working, and the job's link reopens its result for anyone.")
     dataset = dataset_source(ctx.handle, state)
-    if dataset is not None:
-        kind, options = sweep_options(dataset, info.causal, state)
+    kind, options = sweep_options(dataset, info, state) if dataset is not None else ("", None)
+    if options is not None:
         request = JobRequest(kind, info.name, info.revision, dataset, options, int(state["max_tokens"]))
         st.button(f"Start the sweep over {rows_text(len(dataset))}", key="sweep_start", type="primary",
                   icon=":material/play_arrow:", on_click=start_job, args=(request,),

@@ -17,6 +17,11 @@ def _top_prediction(app) -> str:
     return next(m.value for m in app.metric if m.label == "Top prediction after")
 
 
+def _rows_table(app):
+    """The knockout's per-row table (the one with a Δ loss column)."""
+    return next(frame.value for frame in app.dataframe if "loss_delta" in frame.value.columns)
+
+
 def test_moving_a_slider_changes_the_prediction_and_the_link(smollm2):
     app = run_app(LAB, ablate="L1H5:zero:1")
     assert not app.exception
@@ -182,8 +187,8 @@ def test_the_lab_sweeps_its_selection_over_a_dataset_and_shows_the_mean_with_its
     rows, _ = compute_rows(smollm2, KINDS["knockout"], [(i, {"text": t}) for i, t in enumerate(texts)],
                            {"selection": link["ablate"]}, 256)
     assert float(_mean_loss(app)) == pytest.approx(rows["loss_delta"].mean(), abs=2e-4)
-    assert "intervals of the mean (n = 3)" in " ".join(c.value for c in app.caption)
-    assert list(app.dataframe[-1].value["row"]) == [0, 1, 2]
+    assert "95 % intervals of the mean (n = 3)" in " ".join(c.value for c in app.caption)
+    assert list(_rows_table(app)["row"]) == [0, 1, 2]
 
     opened = run_app(LAB, **link, job=job)  # the link reopens the finished sweep
     assert not opened.exception and not messages(opened) and _mean_loss(opened) == _mean_loss(app)

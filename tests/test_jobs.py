@@ -371,6 +371,23 @@ def test_the_dataset_command_writes_jsonl_and_reports_bad_rows(tmp_path, capsys)
 
 
 @pytest.mark.slow
+def test_the_sweep_command_knocks_a_selection_out_on_every_row(embedded, tiny_folder, tmp_path, capsys, monkeypatch):
+    from analysis.cli.main import main
+
+    monkeypatch.setattr("analysis.cli.jobs.close_clients", lambda: None)  # keep this module's cluster for the next test
+
+    database, summary = tmp_path / "cli.sqlite", tmp_path / "summary.csv"
+    assert main(["sweep", "--model", tiny_folder, "--dataset", "ioi", "--n", "4", "--kind", "knockout", "--selection",
+                 "L1H0, L0H1:resample:0", "--db", str(database), "--summary", "all", "--out", str(summary)]) == 0
+    frame = pd.read_csv(summary)
+    assert list(frame["value"]) == ["loss_delta", "logprob_delta", "kl"] and set(frame["n"]) == {4}
+    job_id = capsys.readouterr().err.split("job ")[1].split(":")[0]
+    record = JobStore(ShareStore(f"sqlite:///{database}")).load(job_id)
+    assert record.params["options"] == {"selection": "L1H0:zero:0,L0H1:resample:0"}
+    assert frame.set_index("value").loc["kl", "mean"] == pytest.approx(record.frame()["kl"].mean(), rel=1e-5)
+
+
+@pytest.mark.slow
 def test_the_sweep_and_jobs_commands(embedded, tiny_folder, tmp_path, capsys):
     from analysis.cli.main import main
 
@@ -405,3 +422,20 @@ def test_the_sweep_prints_one_progress_line_per_completed_shard_when_not_on_a_te
     assert "\r" not in log.getvalue()
     assert log.getvalue().splitlines() == ["running: 0 of 20 rows (0%)", "running: 4 of 20 rows (20%)",
                                            "running: 8 of 20 rows (40%)", "done (100%)"]
+
+
+def test_the_sweep_command_refuses_a_selection_it_cannot_knock_out(tiny_folder, tmp_path, capsys):
+    from analysis.cli.main import main
+
+    database = str(tmp_path / "cli.sqlite")
+    assert main(["sweep", "--model", tiny_folder, "--dataset", "natural", "--n", "3", "--kind", "knockout",
+                 "--selection", "L9H0", "--db", database]) == 2
+    assert "layer 9 does not exist" in capsys.readouterr().err
+    assert main(["sweep", "--model", tiny_folder, "--dataset", "natural", "--kind", "knockout", "--selection",
+                 "L1H0:resample:0", "--db", database]) == 2
+    assert "sweep pair rows" in capsys.readouterr().err
+    assert main(["sweep", "--model", tiny_folder, "--dataset", "natural", "--kind", "knockout", "--selection", "L1H0",
+                 "--summary", "delta", "--db", database]) == 2
+    assert "knockout gives loss_delta, logprob_delta, kl (or all)" in capsys.readouterr().err
+    assert JobStore(ShareStore(f"sqlite:///{database}")).recent() == []  # no job was started
+

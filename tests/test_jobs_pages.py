@@ -15,6 +15,11 @@ def _finished(app) -> bool:
     return any(m.label == "Rows computed" for m in app.metric) or bool(app.error)
 
 
+def _rows_table(app):
+    """The knockout's per-row table (the one with a Δ loss column)."""
+    return next(frame.value for frame in app.dataframe if "loss_delta" in frame.value.columns)
+
+
 def test_generate_ioi_pairs_run_a_census_sweep_and_reopen_it_by_link(smollm2, job_database):
     app = run_app(DATASETS, ds_n="6", ds_seed="3")
     assert not app.exception and not messages(app)
@@ -97,3 +102,30 @@ def test_a_job_of_another_kind_in_a_page_link_is_announced_not_swapped(smollm2, 
     app = run_app("pages/importance.py", job=job)
     assert not app.exception
     assert f"The link's job {job} computes something else (Head census scores on IOI pairs)" in messages(app)
+
+
+def test_a_knockout_sweep_of_pairs_shows_means_per_row_and_opens_a_row_in_the_lab(smollm2, job_database):
+    app = run_app(DATASETS, ds_n="3", ds_seed="4", sweep="knockout", ablate="L1H5:zero:0,L2H1")
+    assert not app.exception and not messages(app)
+    app.text_input(key="w_ablate").set_value("L1H5, L9H1:resample:0").run()  # resampling reads each corrupted prompt
+    app.button(key="sweep_start").click().run()
+    rerun_until(app, lambda a: any(m.label == "Mean Δ loss" for m in a.metric) or bool(a.error))
+    assert not app.exception and not messages(app)
+    means = {m.label: float(m.value) for m in app.metric}
+    assert set(means) == {"Mean Δ loss", "Mean Δ log-prob of the target token",
+                          "Mean KL of the next-token distribution"}
+    assert means["Mean Δ log-prob of the target token"] < 0  # knocking out IOI heads lowers " Mary"'s log-prob
+    rows = _rows_table(app)
+    assert list(rows["row"]) == [0, 1, 2] and rows["target"].tolist() == [p.target for p in ioi_dataset(3, 4).pairs]
+    app.button(key="knockout_open_row").click().run()  # AppTest does not follow st.switch_page; the state shows it
+    assert not app.exception
+    assert app.query_params["ablate"] == "L1H5:zero:0,L9H1:resample:0"
+    assert app.query_params["text"] == ioi_dataset(3, seed=4).texts[0]
+
+
+def test_a_selection_that_cannot_be_swept_is_refused_with_its_reason(smollm2, job_database):
+    app = run_app(DATASETS, ds_source="natural", ds_n="3", sweep="knockout", ablate="L1H5:resample:0")
+    assert not app.exception and "sweep pair rows" in messages(app)
+    assert not any(button.key == "sweep_start" for button in app.button)
+    app.text_input(key="w_ablate").set_value("L99H0").run()
+    assert "layer 99 does not exist" in messages(app)

@@ -20,7 +20,9 @@ from analysis.jobs.cluster import SCHEDULER_ENV, WORKERS_ENV, close_clients, das
 from analysis.jobs.kinds import KINDS
 from analysis.jobs.records import JobRecord, JobStore
 from analysis.jobs.runner import JobRequest, JobRunner, wait_for
-from analysis.methods.aggregate import head_summary
+from analysis.methods.ablation_spec import format_ablation
+from analysis.methods.aggregate import head_summary, value_summary
+from analysis.methods.knockout import knockout_selection
 from analysis.methods.metrics import METRICS
 from analysis.methods.patching_metric import PATCHING_METRICS
 from analysis.runtime.loading import load_model
@@ -45,12 +47,14 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{', '.join(PATCHING_METRICS)} (default logit_diff)")
     parser.add_argument("--mode", choices=["zero", "mean"], default="zero", help="importance: ablation mode")
     parser.add_argument("--direction", choices=["denoise", "noise"], default="denoise", help="patching direction")
+    parser.add_argument("--selection", default="",
+                        help="knockout: the ablation lab's selection (its 'ablate'), e.g. L1H5:zero:0,L3H*:stream:64")
     parser.add_argument("--max-tokens", type=int, default=256, help="token cap per row")
     parser.add_argument("--scheduler", default=None, help=f"Dask scheduler address (default: {SCHEDULER_ENV} or "
                                                           "an embedded local cluster)")
     parser.add_argument("--workers", type=int, default=None, help="embedded cluster: worker processes")
     parser.add_argument("--summary", default=None, help="write the per-head mean and 95%% interval of this value "
-                                                        "instead of every row")
+                                                        "instead of every row (knockout: of each value, 'all')")
     parser.add_argument("--out", default=None, help="write .csv, .json or .parquet here (default: CSV on stdout)")
 
 
@@ -60,6 +64,13 @@ def _options(args: argparse.Namespace) -> dict:
     if KINDS[args.kind].uses_metric:
         return {"metric": args.metric or "loss", "span": [0, 0], "target": "", "mode": args.mode}
     return {}
+
+
+def _summary(kind: str, rows: pd.DataFrame, value: str) -> pd.DataFrame:
+    """The per-head (or, for a kind with one line per row, the per-value) means and intervals of a result."""
+    if KINDS[kind].table == "heads":
+        return head_summary(rows, value)
+    return value_summary(rows, list(KINDS[kind].values) if value == "all" else [value])
 
 
 def write_table(frame: pd.DataFrame, out: str | None) -> None:
@@ -98,10 +109,17 @@ def sweep_command(args: argparse.Namespace) -> int:
         os.environ[SCHEDULER_ENV] = args.scheduler
     if args.workers:
         os.environ[WORKERS_ENV] = str(args.workers)
+    values = ("all", *KINDS[args.kind].values)
+    if args.summary and KINDS[args.kind].table == "rows" and args.summary not in values:
+        raise ValueError(f"--summary: {args.kind} gives {', '.join(values[1:])} (or all), not '{args.summary}'.")
     dataset = read_dataset(args.dataset, args.n, args.seed, model=args.model)
     handle = load_model(args.model)
+    options = _options(args)
+    if args.kind == "knockout":  # checked here, with the model's shape, rather than failing on every row
+        selection = knockout_selection(args.selection, handle.info.n_layers, handle.info.n_heads, dataset.has_pairs)
+        options = {"selection": format_ablation(selection)}  # the lab's spelling, so the app reuses this job
     jobs = _jobs(args)
-    request = JobRequest(args.kind, args.model, handle.info.revision, dataset, _options(args), args.max_tokens)
+    request = JobRequest(args.kind, args.model, handle.info.revision, dataset, options, args.max_tokens)
     try:
         job_id = JobRunner(jobs, dask_client).submit(request)
         print(f"job {job_id}: {KINDS[args.kind].title} on {dataset.name} ({len(dataset)} rows)", file=sys.stderr)
@@ -115,7 +133,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     for error in record.row_errors:
         print(f"row {error['row']}: {error['message']}", file=sys.stderr)
     rows = record.frame()
-    write_table(head_summary(rows, args.summary) if args.summary else rows, args.out)
+    write_table(_summary(args.kind, rows, args.summary) if args.summary else rows, args.out)
     print(f"job {job_id} done; open it in the app with ?job={job_id}", file=sys.stderr)
     return 0
 

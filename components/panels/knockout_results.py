@@ -15,6 +15,7 @@ from components.panels.job_panel import job_result, rows_text
 from components.panels.job_results import downloads, follow_open_page, open_page, row_state
 from components.state import bind, update_state
 
+INTERVAL = f"{CONFIDENCE * 100:g} % interval"
 ROW_COLUMNS = ("row", "text", "tokens", "target", "loss_clean", "loss_edited", "loss_delta", "logprob_clean",
                "logprob_edited", "logprob_delta", "kl")
 
@@ -23,8 +24,15 @@ def _label(value: str) -> str:
     return METRICS[KNOCKOUT_VALUES[value]]
 
 
+def _number(value: str, number: float) -> str:
+    """A delta with its sign; the KL (never negative) without."""
+    return f"{number:.4f}" if value == "kl" else f"{number:+.4f}"
+
+
 def _interval(line) -> str:
-    return f"[{line.ci_low:+.4f}, {line.ci_high:+.4f}]" if np.isfinite(line.ci_half) else "none (one row)"
+    if not np.isfinite(line.ci_half):
+        return "none (one row)"
+    return f"[{_number(line.value, line.ci_low)}, {_number(line.value, line.ci_high)}]"
 
 
 def knockout_results(record: JobRecord, state: dict, in_lab: bool = False) -> None:
@@ -40,9 +48,9 @@ def knockout_results(record: JobRecord, state: dict, in_lab: bool = False) -> No
                 + ("" if dataset.has_pairs else " (log-prob of each text's clean top prediction)"))
     cards = st.container(horizontal=True, gap="large")
     for line in summary.itertuples():
-        cards.metric(f"Mean {_label(line.value)}", f"{line.mean:+.4f}", width="content",
-                     help=f"Over {rows_text(line.n)}; {CONFIDENCE:.0%} interval {_interval(line)} (Student's t).")
-    st.caption(f"{CONFIDENCE:.0%} intervals of the mean (n = {len(rows)}): "
+        cards.metric(f"Mean {_label(line.value)}", _number(line.value, line.mean), width="content",
+                     help=f"Over {rows_text(line.n)}; {INTERVAL} {_interval(line)} (Student's t).")
+    st.caption(f"{INTERVAL}s of the mean (n = {len(rows)}): "
                + " · ".join(f"{_label(line.value)} {_interval(line)}" for line in summary.itertuples()))
     if record.row_errors:
         with st.expander(f"{len(record.row_errors)} row(s) could not be computed"):

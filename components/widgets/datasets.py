@@ -10,9 +10,12 @@ from analysis.datasets import Dataset, DatasetError
 from analysis.datasets.generators import GENERATORS, MAX_GENERATED_ROWS, generate_dataset
 from analysis.datasets.natural_text import NATURAL_SENTENCES
 from analysis.datasets.parsing import MAX_ROW_CHARS, MAX_ROWS, MAX_UPLOAD_BYTES, parse_dataset
+from analysis.heads import HeadSpecError
 from analysis.jobs.kinds import KINDS, available_kinds
+from analysis.methods.ablation_spec import format_ablation
+from analysis.methods.knockout import knockout_selection
 from analysis.methods.patching_metric import PATCHING_METRICS
-from analysis.runtime.handle import ModelHandle
+from analysis.runtime.handle import ModelHandle, ModelInfo
 from components.widgets.metrics import ablation_mode_choice, metric_choice
 from components.state import bind
 
@@ -84,9 +87,26 @@ def dataset_source(handle: ModelHandle, state: dict) -> Dataset | None:
     return dataset
 
 
-def sweep_options(dataset: Dataset, causal: bool, state: dict) -> tuple[str, dict[str, Any]]:
-    """The sweep kind that fits the dataset and the model, and its options (metric, ablation mode or direction)."""
-    kinds = available_kinds(dataset.has_pairs, causal)
+def _knockout_options(dataset: Dataset, info: ModelInfo, state: dict) -> dict[str, Any] | None:
+    """The lab selection a knockout sweep applies (shared with the lab's ``ablate``); None with a message if it
+    cannot be swept."""
+    bind(st.text_input, "ablate", "Heads (as in the ablation lab)", value=state["ablate"],
+         placeholder="e.g. L1H5:zero:0, L3H*:mean:0, L9H2:stream:64",
+         help="The ablation lab's selection: heads written L{layer}H{head} (L3H* = the whole layer), each with an "
+              "optional mode and scale (zero, mean, scale, resample, stream). Resampled heads read each pair row's "
+              "corrupted prompt.")
+    try:
+        selection = knockout_selection(state["ablate"], info.n_layers, info.n_heads, dataset.has_pairs)
+    except HeadSpecError as error:
+        st.error(str(error))
+        return None
+    return {"selection": format_ablation(selection)}
+
+
+def sweep_options(dataset: Dataset, info: ModelInfo, state: dict) -> tuple[str, dict[str, Any] | None]:
+    """The sweep kind that fits the dataset and the model, and its options (metric, ablation mode or direction,
+    the lab selection); None if the options cannot be used (the reason is shown)."""
+    kinds = available_kinds(dataset.has_pairs, info.causal)
     kind = state["sweep"] if state["sweep"] in kinds else kinds[0]
     bind(st.selectbox, "sweep", "Compute per row", options=kinds, index=kinds.index(kind),
          format_func=lambda name: KINDS[name].title)
@@ -111,4 +131,6 @@ def sweep_options(dataset: Dataset, causal: bool, state: dict) -> tuple[str, dic
                  index=["denoise", "noise"].index(state["patch_direction"]), horizontal=True,
                  help="Denoise: clean activations into the corrupted run. Noise: corrupted into the clean run.")
         return kind, {"metric": state["patch_metric"], "direction": state["patch_direction"]}
+    if kind == "knockout":
+        return kind, _knockout_options(dataset, info, state)
     return kind, {}
