@@ -194,6 +194,8 @@ def test_the_lab_sweeps_its_selection_over_a_dataset_and_shows_the_mean_with_its
     assert not opened.exception and not messages(opened) and _mean_loss(opened) == _mean_loss(app)
     opened.button(key="knockout_open_row").click().run()  # row 0 of the sweep becomes the lab's text
     assert opened.query_params["text"] == texts[0] and _mean_loss(opened) == _mean_loss(app)
+    retyped = run_app(LAB, **{**link, "ablate": "L3H*:stream:2, L1H5"})  # the same heads typed otherwise
+    assert retyped.query_params["job"] == job and _mean_loss(retyped) == _mean_loss(app)  # reuse, nothing to start
 
 
 def test_the_lab_sweep_refuses_resampling_without_pairs(smollm2, job_database):

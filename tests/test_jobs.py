@@ -383,7 +383,7 @@ def test_the_sweep_command_knocks_a_selection_out_on_every_row(embedded, tiny_fo
     assert list(frame["value"]) == ["loss_delta", "logprob_delta", "kl"] and set(frame["n"]) == {4}
     job_id = capsys.readouterr().err.split("job ")[1].split(":")[0]
     record = JobStore(ShareStore(f"sqlite:///{database}")).load(job_id)
-    assert record.params["options"] == {"selection": "L1H0:zero:0,L0H1:resample:0"}
+    assert record.params["options"] == {"selection": "L0H1:resample:0,L1H0:zero:0"}
     assert frame.set_index("value").loc["kl", "mean"] == pytest.approx(record.frame()["kl"].mean(), rel=1e-5)
 
 

@@ -126,6 +126,8 @@ def test_a_selection_that_cannot_be_swept_gets_a_message(spec, has_pairs, expect
     with pytest.raises(HeadSpecError, match=expected):
         knockout_selection(spec, 2, 4, has_pairs)
     assert knockout_selection("L1H1:resample:0", 2, 4, True)[0].mode == "resample"
+    in_order = knockout_selection("L1H2, L0H*", 2, 4, False)  # the same heads in any order spell one job
+    assert [edit.label for edit in in_order] == ["L0H0", "L0H1", "L0H2", "L0H3", "L1H2"]
 
 
 def test_a_bad_row_is_a_row_error_and_the_others_go_on(tiny_llama_handle):

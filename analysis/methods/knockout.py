@@ -27,14 +27,15 @@ RESAMPLE_NEEDS_PAIRS = ("Resampled heads take their output from a second prompt 
 
 
 def knockout_selection(spec: str, n_layers: int, n_heads: int, has_pairs: bool) -> list[HeadIntervention]:
-    """The interventions a selection string names, checked for a sweep; raises HeadSpecError with a message
-    (no head, a bad item, or resampling without a corrupted prompt per row)."""
+    """The interventions a selection string names, checked for a sweep, in (layer, head) order (so the same heads
+    written in another order make the same job); raises HeadSpecError with a message (no head, a bad item, or
+    resampling without a corrupted prompt per row)."""
     selection = parse_ablation(spec, n_layers, n_heads)
     if not selection:
         raise HeadSpecError("The selection names no head: write heads as in the lab, e.g. L1H5:zero:0, L3H*.")
     if not has_pairs and any(edit.mode == "resample" for edit in selection):
         raise HeadSpecError(RESAMPLE_NEEDS_PAIRS)
-    return selection
+    return sorted(selection, key=lambda edit: (edit.layer, edit.head))
 
 
 def knockout(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[HeadIntervention],

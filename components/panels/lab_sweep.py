@@ -10,6 +10,7 @@ from analysis.jobs.runner import JobRequest
 from analysis.methods.ablation_spec import format_ablation
 from analysis.methods.knockout import knockout_selection
 from analysis.runtime.handle import ModelHandle, ModelInfo
+from analysis.runtime.interventions import HeadIntervention
 from components.caches.ablation import Selection
 from components.panels.job_panel import load_job, rows_text
 from components.panels.knockout_results import knockout_results
@@ -19,11 +20,11 @@ from components.widgets.datasets import dataset_source
 TITLE = "Test this selection on many prompts"
 
 
-def knockout_request(info: ModelInfo, state: dict, dataset: Dataset, selection: Selection) -> JobRequest:
-    """The job knocking ``selection`` out on every row of ``dataset`` (the selection in its canonical spelling, so
-    the same heads typed differently reuse one job)."""
-    return JobRequest("knockout", state["model"], info.revision, dataset,
-                      {"selection": format_ablation(list(selection))}, int(state["max_tokens"]))
+def knockout_request(info: ModelInfo, state: dict, dataset: Dataset, selection: list[HeadIntervention]) -> JobRequest:
+    """The job knocking ``selection`` (checked by ``knockout_selection``, so the same heads typed differently are
+    spelled alike and reuse one job) out on every row of ``dataset``."""
+    return JobRequest("knockout", state["model"], info.revision, dataset, {"selection": format_ablation(selection)},
+                      int(state["max_tokens"]))
 
 
 def lab_sweep(handle: ModelHandle, state: dict, selection: Selection) -> None:
@@ -41,11 +42,12 @@ def lab_sweep(handle: ModelHandle, state: dict, selection: Selection) -> None:
         if dataset is None:
             return
         try:
-            knockout_selection(format_ablation(list(selection)), info.n_layers, info.n_heads, dataset.has_pairs)
+            checked = knockout_selection(format_ablation(list(selection)), info.n_layers, info.n_heads,
+                                         dataset.has_pairs)
         except HeadSpecError as error:
             st.error(str(error))
             return
-        request = knockout_request(info, state, dataset, selection)
+        request = knockout_request(info, state, dataset, checked)
         done = page_job_panel(request, f"Knock out **{request.options['selection']}** on each of the "
                                        f"{rows_text(len(dataset))} of {dataset.name}.",
                               f"Start the sweep over {rows_text(len(dataset))}", "lab_sweep_start")
