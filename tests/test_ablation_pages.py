@@ -186,16 +186,20 @@ def test_the_lab_sweeps_its_selection_over_a_dataset_and_shows_the_mean_with_its
     texts = natural_text_dataset(3).texts
     rows, _ = compute_rows(smollm2, KINDS["knockout"], [(i, {"text": t}) for i, t in enumerate(texts)],
                            {"selection": link["ablate"]}, 256)
-    assert float(_mean_loss(app)) == pytest.approx(rows["loss_delta"].mean(), abs=2e-4)
+    mean = _mean_loss(app)
+    assert float(mean) == pytest.approx(rows["loss_delta"].mean(), abs=2e-4)
     assert "95 % intervals of the mean (n = 3)" in " ".join(c.value for c in app.caption)
     assert list(_rows_table(app)["row"]) == [0, 1, 2]
+    app.text_input(key="lab_heads").set_value("L1H5").run()  # another selection: its own sweep, and no warning
+    assert not messages(app) and "job" not in app.query_params and _mean_loss(app) is None
+    assert any(button.key == "lab_sweep_start" for button in app.button)
 
     opened = run_app(LAB, **link, job=job)  # the link reopens the finished sweep
-    assert not opened.exception and not messages(opened) and _mean_loss(opened) == _mean_loss(app)
+    assert not opened.exception and not messages(opened) and _mean_loss(opened) == mean
     opened.button(key="knockout_open_row").click().run()  # row 0 of the sweep becomes the lab's text
-    assert opened.query_params["text"] == texts[0] and _mean_loss(opened) == _mean_loss(app)
+    assert opened.query_params["text"] == texts[0] and _mean_loss(opened) == mean
     retyped = run_app(LAB, **{**link, "ablate": "L3H*:stream:2, L1H5"})  # the same heads typed otherwise
-    assert retyped.query_params["job"] == job and _mean_loss(retyped) == _mean_loss(app)  # reuse, nothing to start
+    assert retyped.query_params["job"] == job and _mean_loss(retyped) == mean  # reuse, nothing to start
 
 
 def test_the_lab_sweep_refuses_resampling_without_pairs(smollm2, job_database):

@@ -19,6 +19,8 @@ from components.panels.job_panel import IMPORTANCE_JOBS, PATCHING_JOBS, job_outc
 from components.share_links import DATABASE_ERRORS
 from components.state import get_state, update_state
 
+_SHOWN = "atlas_page_jobs_shown"  # ids of the jobs this session has shown as a page's own result
+
 
 def exact_importance_request(info: ModelInfo, state: dict) -> JobRequest:
     """The job computing the exact ablation importance of every head for the page's current options."""
@@ -36,13 +38,21 @@ def exact_patching_request(info: ModelInfo, state: dict) -> JobRequest:
                       options, int(state["max_tokens"]))
 
 
+def _shown(record: JobRecord) -> JobRecord:
+    st.session_state.setdefault(_SHOWN, set()).add(record.id)
+    return record
+
+
 def _matching_job(request: JobRequest, state: dict) -> JobRecord | None:
-    """The job of the link if it computes this request, else a running or finished job with the same parameters."""
+    """The job of the link if it computes this request, else a running or finished job with the same parameters.
+    A link's job that computes something else is announced, unless this session has shown it here before."""
     if state["job"]:
         record = load_job(state["job"])
         if record is not None and params_key(record.params) == params_key(request.params()):
-            return record
-        if record is None:
+            return _shown(record)
+        if state["job"] in st.session_state.get(_SHOWN, ()):
+            pass  # the page's options changed since it was shown: nothing to announce, it just goes
+        elif record is None:
             st.warning(f"The link's job {state['job'][:16]} does not exist (it may be mistyped or in another "
                        "database).")
         else:
@@ -55,6 +65,7 @@ def _matching_job(request: JobRequest, state: dict) -> JobRecord | None:
         return None
     if record is not None:
         update_state(job=record.id)
+        _shown(record)
     return record
 
 
