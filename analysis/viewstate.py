@@ -140,8 +140,9 @@ FIELDS: dict[str, StateField] = _fields(
     StateField("ds_seed", "int", 0, 0, 2**31 - 1, help="datasets: seed of the generator (first seed for probes)"),
     StateField("ds_length", "int", 25, 2, 200, help="datasets: random tokens per repeat of a probe"),
     StateField("sweep", "str", "census", choices=tuple(KINDS), help="datasets: what a sweep computes per row"),
-    StateField("sweep_value", "str", "", max_chars=40, help="datasets: the value shown (empty = the kind's first)"),
-    StateField("sweep_row", "int", -1, -1, 100_000, help="datasets: the selected row of a sweep (-1 = none)",
+    StateField("sweep_value", "str", "", max_chars=40,
+               help="datasets and the lab's sweep: the value shown (empty = the kind's first)"),
+    StateField("sweep_row", "int", -1, -1, 100_000, help="datasets and the lab's sweep: the selected row (-1 = none)",
                page_local=True),
 )
 
