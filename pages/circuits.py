@@ -2,6 +2,7 @@
 import streamlit as st
 
 from analysis.methods.circuit_graph import CircuitError, circuit_heads, circuit_json, circuit_nodes
+from analysis.methods.edge_attribution import CIRCUIT_TOKENS
 from analysis.methods.metrics import MetricError
 from analysis.methods.patching import PatchingError
 from analysis.runtime.tokens import display_token
@@ -13,7 +14,6 @@ from components.widgets.circuits import circuit_chart, circuit_controls, lab_but
     path_grid, show
 from components.widgets.patching import patching_controls
 
-CIRCUIT_TOKENS = 128  # longer prompts: every node input's gradient and every edge grow with the length
 REFINED_EDGES = 50
 
 ctx = page_context()
