@@ -86,23 +86,42 @@ def test_a_pair_of_two_lengths_or_too_long_is_a_row_error_and_the_others_go_on(t
         ["row", "edge", "score"]
 
 
-def test_edge_rows_store_compactly_and_round_trip_through_a_job(tmp_path):
-    n_edges, n_rows = 70_651, 3  # SmolLM2's graph
+def _edge_rows(n_rows: int, n_edges: int = 70_651) -> pd.DataFrame:
+    """Circuit job rows of SmolLM2's graph size, heavy-tailed scores like real edge scores, float32 values."""
     scores = np.random.default_rng(0).standard_t(3, size=(n_rows, n_edges)).astype(np.float32) * 1e-3
-    rows = pd.DataFrame({"row": np.repeat(np.arange(n_rows), n_edges),
+    return pd.DataFrame({"row": np.repeat(np.arange(n_rows), n_edges),
                          "edge": np.tile(np.arange(n_edges, dtype=np.int32), n_rows),
                          "score": scores.ravel().astype(np.float64)})
+
+
+def check_edge_job_round_trip(jobs: JobStore, rows: pd.DataFrame, shard_rows: int) -> None:
+    """Shards of ``shard_rows`` rows stored, joined and finished like the runner does; the result loads equal."""
+    params = {"kind": "circuit", "model": "m", "dataset": Dataset("d", ("a",)).to_dict()}
+    n_rows = int(rows["row"].max()) + 1
+    job = jobs.create("circuit", "m", params, n_rows)
+    jobs.start(job, shard_rows)
+    for number, first in enumerate(range(0, n_rows, shard_rows)):
+        assert jobs.save_shard(job, number, rows[rows["row"].between(first, first + shard_rows - 1)], [])
+    joined = pd.concat([frame for frame, _ in jobs.shards(job).values()], ignore_index=True)
+    assert jobs.finish(job, joined.sort_values(["row", "edge"], ignore_index=True), [])
+    pd.testing.assert_frame_equal(jobs.load(job).frame(), rows, check_dtype=False)
+
+
+def test_edge_rows_store_compactly_and_round_trip_through_a_job(tmp_path):
+    rows = _edge_rows(3)
     data = frame_bytes(rows)
-    assert len(data) / n_rows < 4.0 * n_edges  # under 4 bytes per edge and row: the float32 score, nearly all
+    assert len(data) / 3 < 4.0 * 70_651  # under 4 bytes per edge and row: the float32 score, nearly all
     back = bytes_frame(data)
     assert back["edge"].tolist() == rows["edge"].tolist() and np.array_equal(back["score"], rows["score"])
-    jobs = JobStore(ShareStore(f"sqlite:///{tmp_path / 'atlas.sqlite'}"))
-    params = {"kind": "circuit", "model": "m", "dataset": Dataset("d", ("a",)).to_dict()}
-    job = jobs.create("circuit", "m", params, n_rows)
-    jobs.start(job, 2)
-    assert jobs.save_shard(job, 0, rows[rows["row"] < 2], [])
-    assert jobs.finish(job, rows, [])
-    pd.testing.assert_frame_equal(jobs.load(job).frame(), rows, check_dtype=False)
+    check_edge_job_round_trip(JobStore(ShareStore(f"sqlite:///{tmp_path / 'atlas.sqlite'}")), rows, 2)
+
+
+@pytest.mark.slow
+def test_a_hundred_rows_of_smollm2_edges_store_and_load_on_postgresql():
+    from tests.postgres_server import postgres_server
+
+    with postgres_server() as url:
+        check_edge_job_round_trip(JobStore(ShareStore(url)), _edge_rows(100), 16)
 
 
 @pytest.mark.slow
