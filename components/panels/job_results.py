@@ -75,10 +75,13 @@ def _row_errors(record: JobRecord) -> None:
 
 
 def _open_circuit(record: JobRecord, dataset: Dataset) -> None:
-    """Open the circuits page on the job's first pair with its circuit chosen from the job's mean scores."""
-    options = record.params["options"]
-    changes = {**_row_state(record, dataset, 0, 0, 0), "circuit_scores": "dataset",
-               "circuit_method": options.get("method", "eap"), "patch_metric": options.get("metric", "logit_diff")}
+    """Open the circuits page on the job's first scored pair with its circuit chosen from the job's mean scores."""
+    options, failed = record.params["options"], {error["row"] for error in record.row_errors}
+    first = next(row for row in range(len(dataset)) if row not in failed)
+    prompts = {name: value for name, value in _row_state(record, dataset, first, 0, 0).items()
+               if name not in ("layer", "head")}
+    changes = {**prompts, "circuit_scores": "dataset", "circuit_method": options.get("method", "eap"),
+               "patch_metric": options.get("metric", "logit_diff")}
     if options.get("method") == "eap-ig":
         changes["circuit_steps"] = int(options.get("steps", 5))
     carry_to_next_page(job=record.id)
@@ -106,8 +109,8 @@ def edge_results(record: JobRecord) -> None:
                "the first 500 shown, every edge in the downloads.")
     st.button("Open the circuit of the mean scores on the circuits page", key="sweep_open_circuits",
               icon=":material/hub:", on_click=_open_circuit, args=(record, dataset),
-              help="The circuits page with the first pair as its prompts and its circuit chosen from these mean "
-                   "scores; faithfulness is measured on that pair.")
+              help="The circuits page with the first scored pair as its prompts and its circuit chosen from these "
+                   "mean scores; faithfulness is measured on that pair.")
     st.subheader("Downloads")
     stem = f"{record.kind}-{record.id}"
     _downloads(ranked, f"{stem}-per-edge", "Per-edge mean scores", ("csv", "json", "parquet"))
