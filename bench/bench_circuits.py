@@ -20,6 +20,7 @@ from analysis.methods.census import text_census
 from analysis.methods.circuit_graph import circuit_heads, select
 from analysis.methods.edge_attribution import edge_scores, exact_edge_values, prepare_edge_runs
 from analysis.methods.faithfulness import curve_auc, faithfulness_curve
+from analysis.methods.importance import rank_correlation
 from analysis.methods.logit_attribution import decompose
 from analysis.methods.patching import PatchingMetric, head_patching
 from analysis.runtime.loading import load_model
@@ -66,7 +67,7 @@ def one_pair(handle) -> None:
           f"{np.abs(fast[2] - naive[2]).max():.2e}")
     exact = fast[2] - runs.baseline.clean
     print(f"rank correlation of |EAP-IG| and |exact| on the top 200: "
-          f"{pd.Series(top['score'].abs().to_numpy()).corr(pd.Series(np.abs(exact)), method='spearman'):.2f}")
+          f"{rank_correlation(top['score'].abs().to_numpy(), np.abs(exact)):.2f}")
     circuit = select(runs.graph, ig[2]["score"].to_numpy(), "top_n", 200)
     heads = {f"L{layer}H{head}" for layer, head in circuit_heads(runs.graph, circuit)}
     patched = head_patching(handle, clean, corrupted, metric)

@@ -112,7 +112,7 @@ def test_the_estimate_of_kl_when_noising_is_shown_as_undefined_not_as_a_result(s
     assert "no estimate of KL when noising" in app.info[0].value
 
 
-def test_a_page_request_runs_each_prompt_once(smollm2, monkeypatch):
+def test_a_page_request_runs_each_prompt_once_and_names_each_step_while_it_runs(smollm2, monkeypatch):
     import streamlit as st
 
     import analysis.methods.patching as patching
@@ -124,9 +124,18 @@ def test_a_page_request_runs_each_prompt_once(smollm2, monkeypatch):
     prepared, original = [], patching.prepare_runs
     for module in (patching, patching_caches):
         monkeypatch.setattr(module, "prepare_runs", lambda *a, **k: prepared.append(1) or original(*a, **k))
+    spinners, spinner = [], st.spinner
+    monkeypatch.setattr(st, "spinner", lambda text, **options: spinners.append((text, options)) or spinner(text,
+                                                                                                            **options))
     app = run_app(PAGE, patch_heads="L23H3")
     assert not app.exception and len(_figures(app)) == 3  # estimate, exact heads, head × position
     assert len(prepared) == 1  # both prompts run once, for the summary, the estimate and both exact grids
+    steps = [(text, options) for text, options in spinners if text.startswith("Patching, step")]
+    assert [text[:22] for text, _ in steps] == ["Patching, step 1 of 2:", "Patching, step 2 of 2:"]
+    assert all(options.get("show_time") for _, options in steps)  # the seconds elapsed, on a long pair minutes
+    spinners.clear()
+    app.run()
+    assert not app.exception and not [text for text, _ in spinners if text.startswith("Patching, step")]  # cached
 
 
 def test_typed_tokens_are_shown_in_full_and_a_word_without_its_space_or_of_two_tokens_is_warned_about(smollm2):

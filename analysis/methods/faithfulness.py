@@ -57,13 +57,17 @@ class _CircuitStreams:
         self.columns: dict[tuple[int, str], list[int]] = {}
         for column, item in enumerate(graph.inputs):
             self.columns.setdefault((item.layer, item.kind), []).append(column)
+        self.difference = torch.empty(len(masks), len(graph.sources), self.base[0].numel())  # run − ablated write
+        self.differenced = 0  # sources whose difference is filled (a run's writes never change once written)
 
     def _mixed(self, columns: list[int], stream: torch.Tensor, writes: torch.Tensor) -> torch.Tensor:
         """[rows, columns, t, d]: the ablated stream of each input plus its kept edges' differences."""
-        n = writes.shape[1]
-        difference = (writes - self.base[:n][None]).flatten(2)  # [rows, n, t·d]
-        mixed = torch.bmm(self.keep[:, columns, :n], difference).view(writes.shape[0], len(columns), *stream.shape)
-        return stream + self.shift[columns] + mixed
+        n, done = writes.shape[1], self.differenced
+        if n > done:
+            self.difference[:, done:n] = (writes[:, done:n] - self.base[done:n][None]).flatten(2)
+            self.differenced = n
+        mixed = torch.bmm(self.keep[:, columns, :n], self.difference[:, :n])
+        return stream + self.shift[columns] + mixed.view(writes.shape[0], len(columns), *stream.shape)
 
     def heads(self, layer: int, writes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q, k and v streams of the layer's heads."""
@@ -82,10 +86,19 @@ class _CircuitStreams:
         return self._mixed(self.columns[self.graph.n_layers, "logits"], self.corrupted.resid_pre[-1], writes)[:, 0]
 
 
+def first_ablated_layer(graph: CircuitGraph, masks: np.ndarray) -> int:
+    """The lowest layer with an input that reads an ablated edge in any of ``masks`` [circuits, sources, inputs]
+    (``graph.n_layers`` if only the logits do): below it every circuit run is the clean run."""
+    ablated = (graph.valid[None] & ~masks).any(axis=(0, 1))
+    layers = [graph.inputs[column].layer for column in np.flatnonzero(ablated)]
+    return min(layers, default=graph.n_layers)
+
+
 def _circuit_logits(handle: ModelHandle, runs: EdgeRuns, masks: np.ndarray, ablation: str) -> torch.Tensor:
     """Last-position logits [circuits, vocab] with each circuit's edges (rows of ``masks`` [circuits, sources,
-    inputs]) kept and every other edge ablated."""
-    return node_input_logits(handle, masks.shape[0], runs.clean.writes[0], _CircuitStreams(runs, masks, ablation))
+    inputs]) kept and every other edge ablated, restarted at the first layer that reads an ablated edge."""
+    return node_input_logits(handle, masks.shape[0], runs.clean, _CircuitStreams(runs, masks, ablation),
+                             first_ablated_layer(runs.graph, masks))
 
 
 def circuit_masks(graph: CircuitGraph, table: pd.DataFrame, edge_masks: Sequence[np.ndarray]) -> np.ndarray:

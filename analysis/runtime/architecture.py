@@ -128,14 +128,16 @@ class ModelParts:
         return inputs
 
     def run_layers(self, residual: torch.Tensor, start: int, record: CallRecord,
-                   residuals: list[torch.Tensor] | None = None, checkpoint: bool = False) -> torch.Tensor:
-        """Run layers ``start…L−1`` from the residual stream entering ``start``; returns the final stream.
+                   residuals: list[torch.Tensor] | None = None, checkpoint: bool = False,
+                   end: int | None = None) -> torch.Tensor:
+        """Run layers ``start…end−1`` (``end``: all layers) from the residual stream entering ``start``; returns
+        the stream they leave (the final stream when they run to the end).
 
         If ``residuals`` is a list, the stream entering each layer is appended to it. ``checkpoint`` keeps only
         each layer's input for the backward pass and recomputes the layer there (long texts with gradients).
         """
         inputs = self.layer_inputs(residual)
-        for index in range(start, len(self.layers)):
+        for index in range(start, len(self.layers) if end is None else end):
             if residuals is not None:
                 residuals.append(residual)
             layer = functools.partial(_run_layer, self.layers[index], record, inputs[index])

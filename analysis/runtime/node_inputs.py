@@ -127,19 +127,15 @@ def _attention_inputs(handle: ModelHandle, layer: int, streams: torch.Tensor) ->
 
 def _one_layer(handle: ModelHandle, layer: int, residual: torch.Tensor, edits: Sequence[SiteEdit],
                keep: tuple[str, ...]) -> ActivationCache:
-    """Run only ``layer`` (and the next layer's attention, where it stops) from ``residual`` with ``edits``."""
+    """Run only ``layer`` from ``residual`` with ``edits``."""
     parts, info = handle.parts, handle.info
     wanted = frozenset(keep)
     by_site: dict[tuple[str, int], tuple[SiteEdit, ...]] = {}
     for edit in edits:
         by_site[edit.site, edit.layer] = by_site.get((edit.site, edit.layer), ()) + (edit,)
-    record = CallRecord(parts.layer_of, keep=lambda site, at: at == layer and site in wanted, site_edits=by_site,
-                        stop_after_layer=layer + 1)
+    record = CallRecord(parts.layer_of, keep=lambda site, at: at == layer and site in wanted, site_edits=by_site)
     with torch.inference_mode():
-        try:
-            parts.run_layers(residual.to(handle.device), layer, record)
-        except StopForward:
-            pass
+        parts.run_layers(residual.to(handle.device), layer, record, end=layer + 1)
     return ActivationCache(torch.empty(0), record.store, parts, info.n_heads, info.head_dim, layer)
 
 
@@ -163,15 +159,19 @@ class NodeStreams(Protocol):
         """The final stream the logits read [rows, t, d]."""
 
 
-def node_input_logits(handle: ModelHandle, n_rows: int, embedding: torch.Tensor, streams: NodeStreams
-                      ) -> torch.Tensor:
-    """Last-position logits [rows, vocab] of a run where every node input reads the stream ``streams`` gives;
-    ``embedding`` [t, d] is the input node's write."""
+def node_input_logits(handle: ModelHandle, n_rows: int, clean: NodeWrites, streams: NodeStreams,
+                      start_layer: int = 0) -> torch.Tensor:
+    """Last-position logits [rows, vocab] of a run where every node input reads the stream ``streams`` gives.
+
+    ``clean``: the clean run, whose input-node write every row shares. Below ``start_layer`` every row is the
+    clean run (each input there reads all its upstream writes unchanged), so those layers' writes are the clean
+    run's and the layer-by-layer run restarts at ``start_layer``.
+    """
     info, parts = handle.info, handle.parts
-    writes = torch.zeros(n_rows, 1 + info.n_layers * (info.n_heads + 1), *embedding.shape)
-    writes[:, 0] = embedding.float()
-    filled = 1
-    for layer in range(info.n_layers):
+    writes = torch.zeros(n_rows, *clean.writes.shape)
+    filled = 1 + start_layer * (info.n_heads + 1)
+    writes[:, :filled] = clean.writes[:filled].float()
+    for layer in range(start_layer, info.n_layers):
         own = streams.heads(layer, writes[:, :filled])  # [rows, heads of the kind, t, d] for q, k, v
         stacked = torch.cat(own, dim=1)  # one attention call for every head's own stream
         computed = _attention_inputs(handle, layer, stacked.flatten(0, 1))

@@ -21,9 +21,9 @@ T = TypeVar("T")
 
 
 def with_spinner(message: str) -> Callable[[Callable[[], T]], T]:
-    """An ``on_miss`` for ``memoise`` that shows a spinner while the result is computed."""
+    """An ``on_miss`` for ``memoise`` that shows a spinner, with the seconds elapsed, while the result is computed."""
     def run(compute: Callable[[], T]) -> T:
-        with st.spinner(message):
+        with st.spinner(message, show_time=True):
             return compute()
     return run
 

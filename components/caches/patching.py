@@ -1,8 +1,8 @@
 """Process-wide caches for activation patching, keyed by the request (model, prompts, token cap, metric, direction).
 
-The attribution estimate and the baseline are quick and cached with ``st.cache_data``. The exact grids report
-progress while they run, which ``st.cache_data`` cannot replay, so they live in the process-wide cache under the
-one memory budget (``analysis.memory_budget``), and are drawn with a progress bar the first time.
+Everything lives in the process-wide cache under the one memory budget (``analysis.memory_budget``). The two
+prepared runs and the attribution estimate are shown as numbered steps with their elapsed seconds while they are
+computed (on a 4,096-token pair they take minutes); the exact grids are drawn with a progress bar the first time.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from analysis.methods.patching import PatchingMetric, attribution_patching, head
     residual_patching
 from analysis.methods.patching_runs import PatchingRuns, Progress, prepare_runs
 from analysis.runtime.tokens import token_strings
-from components.caches.models import cached_model, input_ids
+from components.caches.models import cached_model, input_ids, with_spinner
 
 
 class PatchRequest(NamedTuple):
@@ -50,7 +50,7 @@ class RunSummary(NamedTuple):
 IN_PAGE_TOKENS = 256  # the longest text whose exact grids the patching page computes itself (longer: a job)
 
 
-@memoise
+@memoise(on_miss=with_spinner("Patching, step 1 of 2: both prompts run once more, keeping every head's output…"))
 def cached_runs(request: PatchRequest) -> PatchingRuns:
     """Both prompts run once per request, shared by the summary, the estimate and every exact grid; raises
     PatchingError or MetricError with a message for people."""
@@ -66,7 +66,8 @@ def cached_summary(request: PatchRequest) -> RunSummary:
     return RunSummary(target, distractor, runs.baseline.clean, runs.baseline.corrupted)
 
 
-@st.cache_data(max_entries=64, show_spinner="Attribution patching (two forwards, one backward)…")
+@memoise(on_miss=with_spinner("Patching, step 2 of 2: the attribution estimate (two forwards with gradients, one "
+                              "backward)…"))
 def cached_attribution(request: PatchRequest) -> pd.DataFrame:
     """The linear estimate of every head's patching effect."""
     return attribution_patching(*request.arguments(), request.direction, runs=cached_runs(request))
