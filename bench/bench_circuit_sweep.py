@@ -3,8 +3,8 @@ cluster, against the same rows in a loop in this process.
 
 Run with ``python -m bench.bench_circuit_sweep`` (``--pairs 20 --method eap --workers N``). The cluster is
 started and the model loaded in each worker by a one-pair warm-up job first, timed apart, so the job's time is
-what a running app pays per sweep. The in-process loop runs ``compute_rows`` with torch's default threads; the
-job's stored result size per row is printed too (an edge index and a float32 score per edge).
+what a running app pays per sweep. The in-process loop runs ``compute_rows`` with torch's default threads (or
+``--threads``); the job's stored result size per row is printed too (an edge index and a float32 score per edge).
 """
 from __future__ import annotations
 
@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--method", choices=["eap", "eap-ig"], default="eap")
     parser.add_argument("--steps", type=int, default=5, help="EAP-IG integration steps")
     parser.add_argument("--workers", type=int, default=None, help="embedded cluster workers (default: the app's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of the in-process loop "
+                                                                   "(default: torch's; a worker has one)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.workers:
         os.environ[cluster.WORKERS_ENV] = str(args.workers)
     load = os.getloadavg()[0]
@@ -76,8 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         ["embedded Dask cluster: start + load the model (one-pair warm-up job)", f"{warm:.1f}", "—"],
         [f"job on the embedded cluster ({workers} worker{'s' if workers > 1 else ''}, one thread each)",
          f"{seconds:.1f}", f"{seconds / args.pairs:.2f}"],
-        [f"in-process loop ({torch.get_num_threads()} torch threads)", f"{in_process:.1f}",
-         f"{in_process / args.pairs:.2f}"]]))
+        [f"in-process loop ({torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() > 1 else ''})",
+         f"{in_process:.1f}", f"{in_process / args.pairs:.2f}"]]))
     print(f"job / in-process: {seconds / in_process:.2f}×; stored result {len(record.result) / 1e6:.2f} MB, "
           f"{len(record.result) / max(rows, 1) / 1e3:.0f} kB per pair; {len(record.row_errors)} row errors "
           f"(in-process {len(errors)}); largest difference of the mean scores {largest:.1e}")

@@ -1,12 +1,12 @@
-"""What a job computes per dataset row: one per-head table, the same in-process and on a Dask worker.
+"""What a job computes per dataset row: one per-head (or per-edge) table, the same in-process and on a Dask worker.
 
 Kinds: ``census`` (the census scores defined on a text, ``analysis.methods.census.text_census``),
 ``gradient`` and ``exact`` importance (``analysis.methods.importance``) for a metric, whose log-prob target is
-a pair row's target unless one is given, and ``patching`` (``analysis.methods.patching.head_patching``) over
-(clean, corrupted, target, distractor) rows, and ``circuit``: the edge scores of every edge of the model's graph
-(EAP or EAP-IG, ``analysis.methods.edge_attribution``) per pair row. A kind's ``table`` says what one row's result
-is: "heads" (one line per head) or "edges" (one line per edge: its index in the graph's edge order and its score,
-so 70,651 SmolLM2 edges store as an integer and a float32 each; the names come from the model's graph when read).
+a pair row's target unless one is given; over (clean, corrupted, target, distractor) rows, ``patching``
+(``analysis.methods.patching.head_patching``) and ``circuit`` (every edge of the model's graph scored by EAP or
+EAP-IG, ``analysis.methods.edge_attribution``). A kind's ``table`` says what one row's result is: "heads" (one
+line per head) or "edges" (one line per edge: its index in the graph's edge order and its score, so SmolLM2's
+70,651 edges store in under 4 bytes each; the names come from the model's graph when read).
 ``compute_rows`` runs a kind over rows; a row that cannot be computed (an empty text, a span outside it, a
 corrupted prompt of another token length) becomes a row error, and the other rows go on.
 """

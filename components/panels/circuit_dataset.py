@@ -48,9 +48,10 @@ def dataset_scores_section(info: ModelInfo, state: dict, method: str, steps: int
     with st.expander("Over a dataset", expanded=bool(state["job"]) or state["circuit_scores"] == "dataset"):
         _size_inputs(state)
         request = circuit_dataset_request(info, state, method, steps)
-        record = page_job(request, f"Score every edge ({SCORE_METHODS[method]}) on each of "
-                                   f"{rows_text(len(request.dataset))} of IOI pairs "
-                                   f"({request.dataset.name}), each with its own target and distractor.",
+        record = page_job(request, f"Score every edge ({SCORE_METHODS[method]}) on each of the "
+                                   f"{len(request.dataset):,} generated IOI pairs ({request.dataset.name}), each "
+                                   "with its own target and distractor; the mean over the pairs then chooses the "
+                                   "circuit.",
                           "Score the edges over the dataset", "circuit_dataset_run", accept=_accept(state["model"]))
         if record is not None:
             _describe(record)
