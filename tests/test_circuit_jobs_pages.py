@@ -59,7 +59,7 @@ def test_the_circuits_page_scores_a_dataset_as_a_job_and_chooses_its_circuit_fro
     job = app.query_params["job"]
     rerun_until(app, _done, timeout=180)
     assert not app.error, messages(app)
-    assert f"Job {job}" in app.success[0].value and f"{PAIRS} of {PAIRS} rows scored" in app.success[0].value
+    assert f"Job {job}" in app.success[0].value and f"{PAIRS} of {PAIRS} pairs scored" in app.success[0].value
 
     app.radio(key="w_circuit_scores").set_value("dataset").run()
     assert app.query_params["circuit_scores"] == "dataset" and not app.exception
@@ -90,6 +90,7 @@ def test_the_circuits_page_scores_a_dataset_as_a_job_and_chooses_its_circuit_fro
     assert sweep.query_params["circuit_scores"] == "dataset" and sweep.query_params["text"] == tiny_app["text"]
     sweep.switch_page(CIRCUITS).run()  # AppTest does not follow st.switch_page: go there as the browser would
     assert sweep.query_params["job"] == job and not messages(sweep)
+    assert "This is the link's job" in " ".join(c.value for c in sweep.caption)  # this session's inputs: 20 pairs
     assert sweep.dataframe[0].value["mean score"].iloc[0] == pytest.approx(means[top], rel=1e-4, abs=1e-7)
 
     same = run_app(DATASETS, model=tiny_app["model"], ds_n=str(PAIRS), ds_seed=str(SEED), sweep="circuit")

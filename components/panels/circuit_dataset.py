@@ -13,7 +13,7 @@ from analysis.methods.edge_attribution import SCORE_METHODS
 from analysis.methods.patching_metric import PATCHING_METRICS
 from analysis.runtime.handle import ModelInfo
 from components.caches.circuits import DatasetScores
-from components.panels.job_panel import edge_job_table, rows_text
+from components.panels.job_panel import edge_job_table
 from components.panels.page_jobs import circuit_dataset_request, page_job
 from components.state import bind, update_state
 
@@ -54,7 +54,7 @@ def dataset_scores_section(info: ModelInfo, state: dict, method: str, steps: int
                                    "circuit.",
                           "Score the edges over the dataset", "circuit_dataset_run", accept=_accept(state["model"]))
         if record is not None:
-            _describe(record)
+            _describe(record, same_request=record.params == request.params())
         bind(st.radio, "circuit_scores", "Choose the circuit from", options=list(SOURCES), format_func=SOURCES.get,
              index=list(SOURCES).index(state["circuit_scores"]), horizontal=True, disabled=record is None,
              help="The dataset's mean scores drive the graph, the edge table, the edge slider and the faithfulness "
@@ -70,11 +70,14 @@ def dataset_scores_section(info: ModelInfo, state: dict, method: str, steps: int
     return DatasetScores(record.id, edge_job_table(record.id, record.model))
 
 
-def _describe(record: JobRecord) -> None:
+def _describe(record: JobRecord, same_request: bool) -> None:
     rows = len(record.params["dataset"]["rows"])
     computed = rows - len(record.row_errors)
     st.success(f"Job {record.id} ({KINDS['circuit'].title}): {job_method(record)} on {record.params['dataset']['name']}"
-               f" · {computed} of {rows_text(rows)} scored.")
+               f" · {computed} of {rows:,} pairs scored.")
+    if not same_request:
+        st.caption("This is the link's job; the inputs above (and the page's method and metric) describe another one: "
+                   "\"Score another dataset\" starts or finds that.")
     if record.row_errors:
         first = record.row_errors[0]
         st.caption(f"{len(record.row_errors)} pair(s) could not be scored, e.g. row {first['row']}: "
