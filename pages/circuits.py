@@ -122,8 +122,9 @@ if not receivers:
     st.caption("Name the receivers (for example the heads the circuit ends in) to see every sender's path effect.")
 else:
     st.button("Run path patching", key="circuit_paths", on_click=show, args=("circuit_paths_on",),
-              help="One run of the whole model per sender, eight senders per call: receivers in a high layer have "
-                   "hundreds of senders.")
+              help="One run per sender, eight senders per call, each starting at the lowest receiver's layer "
+                   "(everything below it is the clean run): receivers in a high layer have hundreds of senders "
+                   "but few layers to run.")
 if receivers and st.session_state.get("circuit_paths_on"):
     try:
         paths = cached_paths(request, receivers, inputs)
