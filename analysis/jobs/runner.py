@@ -25,7 +25,7 @@ from distributed import Client, Event, Future
 
 from analysis.datasets import Dataset
 from analysis.jobs.cluster import worker_count
-from analysis.jobs.kinds import KINDS
+from analysis.jobs.kinds import KINDS, TABLE_KEYS
 from analysis.jobs.records import JobRecord, JobStore, runner_name
 from analysis.jobs.tasks import cancel_event_name, progress_topic
 
@@ -185,9 +185,9 @@ class JobRunner:
         finally:
             client.unsubscribe_topic(topic)
             client.cancel(list(futures))
-        self._finish(job_id)
+        self._finish(job_id, request.kind)
 
-    def _finish(self, job_id: str) -> None:
+    def _finish(self, job_id: str, kind: str) -> None:
         shards = self.jobs.shards(job_id)
         errors = sorted((error for _, row_errors in shards.values() for error in row_errors),
                         key=lambda error: error["row"])
@@ -196,7 +196,8 @@ class JobRunner:
             first = f" First: row {errors[0]['row']}: {errors[0]['message']}" if errors else ""
             self.jobs.fail(job_id, f"No row could be computed.{first}")
             return
-        result = pd.concat(frames, ignore_index=True).sort_values(["row", "layer", "head_index"], ignore_index=True)
+        order = ["row", *TABLE_KEYS[KINDS[kind].table]]
+        result = pd.concat(frames, ignore_index=True).sort_values(order, ignore_index=True)
         self.jobs.finish(job_id, result, errors)
 
 
