@@ -123,6 +123,9 @@ FIELDS: dict[str, StateField] = _fields(
     StateField("circuit_edges", "int", 100, 1, 20_000, help="circuits: edges in the circuit (before pruning)"),
     StateField("circuit_select", "str", "top_n", choices=tuple(PAGE_SELECTIONS),
                help="circuits: top n edges by |score|, or greedy from the logits up"),
+    StateField("circuit_scores", "str", "pair", choices=("pair", "dataset"),
+               help="circuits: the circuit is chosen from the pair's own edge scores, or from the mean scores over "
+                    "a dataset (the link's circuit job)"),
     StateField("path_receivers", "str", "", max_chars=400,
                help="circuits: path patching receivers, e.g. L23H3, L20H0, MLP29, logits (empty = none)"),
     StateField("path_inputs", "str", "q", choices=tuple(PATH_INPUTS),

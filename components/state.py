@@ -24,6 +24,7 @@ _STATE = "atlas_state"
 _WARNINGS = "atlas_link_warnings"
 _RESYNC = "atlas_resync_fields"  # fields changed by code whose widgets must show the new value
 _PAGE = "atlas_page"  # the url path of the page the session showed last
+_CARRY = "atlas_carry_to_page"  # page-local fields for the next page
 
 
 def _initial_state() -> dict[str, Any]:
@@ -53,7 +54,8 @@ def update_state(**changes: Any) -> None:
 
 
 def enter_page(url_path: str) -> None:
-    """Note the page this run shows; coming from another page, reset the page-local fields the last one set."""
+    """Note the page this run shows; coming from another page, reset the page-local fields the last one set, then
+    set the ones ``carry_to_next_page`` left for this page."""
     previous = st.session_state.get(_PAGE)
     st.session_state[_PAGE] = url_path
     if previous is None or previous == url_path:
@@ -62,6 +64,14 @@ def enter_page(url_path: str) -> None:
     stale = {name: FIELDS[name].default for name in PAGE_LOCAL_FIELDS if state[name] != FIELDS[name].default}
     if stale:
         update_state(**stale)
+    carried = st.session_state.pop(_CARRY, {})
+    if carried:
+        update_state(**carried)
+
+
+def carry_to_next_page(**changes: Any) -> None:
+    """Page-local fields (a job id) for the page the session opens next, set after its reset on entering it."""
+    st.session_state[_CARRY] = changes
 
 
 def write_url() -> None:

@@ -2,18 +2,19 @@
 import streamlit as st
 
 from analysis.methods.circuit_graph import CircuitError, circuit_heads, circuit_json, circuit_nodes
+from analysis.methods.edge_attribution import CIRCUIT_TOKENS
 from analysis.methods.metrics import MetricError
 from analysis.methods.patching import PatchingError
 from analysis.runtime.tokens import display_token
 from components.caches.circuits import cached_curve, cached_faithfulness, cached_refinement, \
-    cached_paths, cached_scores, chosen_edges, circuit_request, circuit_runs
+    cached_paths, chosen_edges, circuit_request, circuit_runs, circuit_table
 from components.figures.circuits import circuit_figure, faithfulness_figure
+from components.panels.circuit_dataset import dataset_scores_section
 from components.page import page_context, require_editable_causal_model, second_trace_or_stop
 from components.widgets.circuits import circuit_chart, circuit_controls, lab_button, open_head_view, path_controls, \
     path_grid, show
 from components.widgets.patching import patching_controls
 
-CIRCUIT_TOKENS = 128  # longer prompts: every node input's gradient and every edge grow with the length
 REFINED_EDGES = 50
 
 ctx = page_context()
@@ -44,8 +45,10 @@ method, steps, ablation, how, n_edges = circuit_controls(state, graph.n_edges)
 if graph.group_size > 1:
     st.caption(f"Grouped-query attention: {info.n_heads} query heads share {info.n_kv_heads} key/value heads, so "
                f"a key or value edge goes into a KV group (L…KV…, {graph.group_size} heads), not into one head.")
-table = cached_scores(request, method, steps)
-mask = chosen_edges(request, method, steps, how, n_edges)
+dataset = dataset_scores_section(info, state, method, steps)
+table = circuit_table(request, method, steps, dataset)
+mask = chosen_edges(request, method, steps, how, n_edges, dataset)
+scored_by = f"{method}, {how.replace('_', ' ')}" if dataset is None else f"dataset mean, {how.replace('_', ' ')}"
 edges = table[mask]
 heads = circuit_heads(graph, mask)
 target, distractor = (display_token(ctx.handle.tokenizer.decode([token]))
@@ -58,7 +61,7 @@ numbers[2].metric("Edges after pruning", f"{len(edges)} of {graph.n_edges:,}",
 numbers[3].metric("Nodes / heads", f"{max(len(circuit_nodes(graph, mask)) - 2, 0)} / {len(heads)}",
                   help="Heads and MLPs in the circuit (the input and the logits not counted).")
 
-node = circuit_chart(circuit_figure(graph, edges, f"{len(edges)} edges ({method}, {how.replace('_', ' ')})"),
+node = circuit_chart(circuit_figure(graph, edges, f"{len(edges)} edges ({scored_by})"),
                      "circuit_graph")
 if node is not None:
     open_head_view(node)
@@ -72,7 +75,7 @@ actions[1].button("Faithfulness of this circuit", key="circuit_faithfulness", on
                   args=("circuit_faithfulness_on",))
 actions[2].button("Faithfulness curve (EAP and EAP-IG)", key="circuit_curve", on_click=show, args=("circuit_curve_on",))
 if st.session_state.get("circuit_faithfulness_on"):
-    value = cached_faithfulness(request, method, steps, how, n_edges, ablation)
+    value = cached_faithfulness(request, method, steps, how, n_edges, ablation, dataset)
     st.metric("Faithfulness (normalised metric, every other edge ablated)", f"{value:.3f}",
               help="1 = the clean run, 0 = the corrupted run.")
 if st.session_state.get("circuit_curve_on"):
@@ -83,9 +86,16 @@ if st.session_state.get("circuit_curve_on"):
 
 st.subheader("Edges")
 ranked = edges.reindex(edges["score"].abs().sort_values(ascending=False, kind="stable").index)
-st.dataframe(ranked.head(200), hide_index=True, width="stretch")
+if dataset is None:
+    st.dataframe(ranked.head(200), hide_index=True, width="stretch")
+else:
+    st.dataframe(ranked.head(200)[["source", "target", "input", "score", "ci_half", "n"]].rename(
+        columns={"score": "mean score", "ci_half": "± 95 % CI"}), hide_index=True, width="stretch")
+    st.caption("Mean score over the dataset's pairs, the half-width of its 95 % interval (Student's t) and the "
+               "number of pairs scored.")
 meta = {"model": info.name, "clean": state["text"], "corrupted": state["compare_text"], "metric": runs.metric.name,
-        "method": method, "steps": steps, "selection": how, "n_edges": n_edges}
+        "method": method, "steps": steps, "selection": how, "n_edges": n_edges,
+        **({} if dataset is None else {"scores": f"mean over the pairs of job {dataset.job_id}"})}
 downloads = st.columns(2)
 downloads[0].download_button("Circuit edges (CSV)", ranked.to_csv(index=False), file_name="circuit_edges.csv",
                              mime="text/csv")
@@ -99,7 +109,7 @@ st.button(f"Refine the top {REFINED_EDGES} edges exactly", key="circuit_refine",
                                             "clean write + the corrupted write of the upstream node, everything "
                                             "downstream recomputed.")
 if st.session_state.get("circuit_refine_on"):
-    refined = cached_refinement(request, method, steps, REFINED_EDGES)
+    refined = cached_refinement(request, method, steps, REFINED_EDGES, dataset)
     st.dataframe(refined, hide_index=True, width="stretch")
 
 st.subheader("Path patching")

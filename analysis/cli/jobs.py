@@ -21,7 +21,9 @@ from analysis.jobs.kinds import KINDS
 from analysis.jobs.records import JobRecord, JobStore
 from analysis.jobs.runner import JobRequest, JobRunner, wait_for
 from analysis.methods.ablation_spec import format_ablation
-from analysis.methods.aggregate import head_summary, value_summary
+from analysis.methods.aggregate import head_summary, named_edge_summary, value_summary
+from analysis.methods.circuit_graph import graph_of
+from analysis.methods.edge_attribution import MAX_STEPS, SCORE_METHODS
 from analysis.methods.knockout import knockout_selection
 from analysis.methods.metrics import METRICS
 from analysis.methods.patching_metric import PATCHING_METRICS
@@ -43,10 +45,13 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed, for a generator")
     parser.add_argument("--kind", choices=list(KINDS), default="census", help="what to compute per row")
     parser.add_argument("--metric", default=None,
-                        help=f"importance: {', '.join(METRICS)} (default loss); patching: "
+                        help=f"importance: {', '.join(METRICS)} (default loss); patching and circuit: "
                              f"{', '.join(PATCHING_METRICS)} (default logit_diff)")
     parser.add_argument("--mode", choices=["zero", "mean"], default="zero", help="importance: ablation mode")
     parser.add_argument("--direction", choices=["denoise", "noise"], default="denoise", help="patching direction")
+    parser.add_argument("--method", choices=list(SCORE_METHODS), default="eap",
+                        help="circuit: " + "; ".join(f"{name}: {text}" for name, text in SCORE_METHODS.items()))
+    parser.add_argument("--steps", type=int, default=5, help=f"circuit: EAP-IG integration steps (1–{MAX_STEPS})")
     parser.add_argument("--selection", default="",
                         help="knockout: the ablation lab's selection (its 'ablate'), e.g. L1H5:zero:0,L3H*:stream:64")
     parser.add_argument("--max-tokens", type=int, default=256, help="token cap per row")
@@ -54,23 +59,20 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
                                                           "an embedded local cluster)")
     parser.add_argument("--workers", type=int, default=None, help="embedded cluster: worker processes")
     parser.add_argument("--summary", default=None, help="write the per-head mean and 95%% interval of this value "
-                                                        "instead of every row (knockout: of each value, 'all')")
+                                                        "instead of every row (circuit: score, per edge; knockout: "
+                                                        "a value, or all)")
     parser.add_argument("--out", default=None, help="write .csv, .json or .parquet here (default: CSV on stdout)")
 
 
 def _options(args: argparse.Namespace) -> dict:
+    if args.kind == "circuit":
+        return {"method": args.method, "steps": args.steps if args.method == "eap-ig" else 1,
+                "metric": args.metric or "logit_diff"}
     if args.kind == "patching":
         return {"metric": args.metric or "logit_diff", "direction": args.direction}
     if KINDS[args.kind].uses_metric:
         return {"metric": args.metric or "loss", "span": [0, 0], "target": "", "mode": args.mode}
     return {}
-
-
-def _summary(kind: str, rows: pd.DataFrame, value: str) -> pd.DataFrame:
-    """The per-head (or, for a kind with one line per row, the per-value) means and intervals of a result."""
-    if KINDS[kind].table == "heads":
-        return head_summary(rows, value)
-    return value_summary(rows, list(KINDS[kind].values) if value == "all" else [value])
 
 
 def write_table(frame: pd.DataFrame, out: str | None) -> None:
@@ -133,7 +135,13 @@ def sweep_command(args: argparse.Namespace) -> int:
     for error in record.row_errors:
         print(f"row {error['row']}: {error['message']}", file=sys.stderr)
     rows = record.frame()
-    write_table(_summary(args.kind, rows, args.summary) if args.summary else rows, args.out)
+    if args.summary and KINDS[args.kind].table == "edges":
+        rows = named_edge_summary(graph_of(handle.info, handle.parts.parallel_residual), rows)
+    elif args.summary and KINDS[args.kind].table == "rows":
+        rows = value_summary(rows, list(KINDS[args.kind].values) if args.summary == "all" else [args.summary])
+    elif args.summary:
+        rows = head_summary(rows, args.summary)
+    write_table(rows, args.out)
     print(f"job {job_id} done; open it in the app with ?job={job_id}", file=sys.stderr)
     return 0
 

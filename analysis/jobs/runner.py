@@ -25,7 +25,7 @@ from distributed import Client, Event, Future
 
 from analysis.datasets import Dataset
 from analysis.jobs.cluster import worker_count
-from analysis.jobs.kinds import KINDS
+from analysis.jobs.kinds import KINDS, TABLE_KEYS
 from analysis.jobs.records import JobRecord, JobStore, runner_name
 from analysis.jobs.tasks import cancel_event_name, progress_topic
 
@@ -196,8 +196,8 @@ class JobRunner:
             first = f" First: row {errors[0]['row']}: {errors[0]['message']}" if errors else ""
             self.jobs.fail(job_id, f"No row could be computed.{first}")
             return
-        order = ["row", "layer", "head_index"] if KINDS[kind].table == "heads" else ["row"]
-        result = pd.concat(frames, ignore_index=True).sort_values(order, ignore_index=True, kind="stable")
+        order = ["row", *TABLE_KEYS[KINDS[kind].table]]
+        result = pd.concat(frames, ignore_index=True).sort_values(order, ignore_index=True)
         self.jobs.finish(job_id, result, errors)
 
 

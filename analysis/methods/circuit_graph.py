@@ -144,13 +144,18 @@ class CircuitGraph:
                 nodes.append(())
         return tuple(nodes)
 
-    def edge_table(self, scores: np.ndarray) -> pd.DataFrame:
-        """One row per edge from a score matrix [sources, inputs]: source, target, input, score."""
+    def edge_names(self) -> pd.DataFrame:
+        """One row per edge in the graph's order (row i is edge i): source, target, input."""
         sources, inputs = self.edge_index
         targets = np.array([item.target for item in self.inputs])
         kinds = np.array([item.input for item in self.inputs])
         return pd.DataFrame({"source": np.array(self.sources)[sources], "target": targets[inputs],
-                             "input": kinds[inputs], "score": np.asarray(scores, dtype=np.float64)[sources, inputs]})
+                             "input": kinds[inputs]})
+
+    def edge_table(self, scores: np.ndarray) -> pd.DataFrame:
+        """One row per edge from a score matrix [sources, inputs]: source, target, input, score."""
+        sources, inputs = self.edge_index
+        return self.edge_names().assign(score=np.asarray(scores, dtype=np.float64)[sources, inputs])
 
     def edge_mask_matrix(self, mask: np.ndarray) -> np.ndarray:
         """A circuit (bool per edge-table row) as a [sources, inputs] bool matrix."""

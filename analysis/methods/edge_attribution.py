@@ -37,6 +37,7 @@ METHODS: dict[str, str] = {"eap": "EAP (one gradient)", "eap-ig": "EAP-IG (integ
                            "exact": "exact edge patching (top edges)"}
 SCORE_METHODS = {name: METHODS[name] for name in ("eap", "eap-ig")}  # a score for every edge
 MAX_STEPS = 50
+CIRCUIT_TOKENS = 128  # longer prompts: every node input's gradient and every edge grow with the length
 
 Progress = Callable[[int, int], None]
 
@@ -85,9 +86,11 @@ def _metric_of(runs: EdgeRuns) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda last_logits: runs.values(last_logits.reshape(-1, last_logits.shape[-1]))[0]
 
 
-def integrated_gradients(handle: ModelHandle, runs: EdgeRuns, steps: int) -> torch.Tensor:
+def integrated_gradients(handle: ModelHandle, runs: EdgeRuns, steps: int,
+                         progress: Progress | None = None) -> torch.Tensor:
     """∂metric/∂(every node input) [inputs, tokens, d_model], averaged over ``steps`` points from the corrupted to
-    the clean embeddings (k/steps, k = 1…steps; one step: the gradient at the clean run)."""
+    the clean embeddings (k/steps, k = 1…steps; one step: the gradient at the clean run); ``progress(done, steps)``
+    after each point."""
     if not 1 <= steps <= MAX_STEPS:
         raise PatchingError(f"Pick between 1 and {MAX_STEPS} integration steps (asked for {steps}).")
     clean, corrupted = runs.clean.writes[0], runs.corrupted.writes[0]
@@ -96,6 +99,8 @@ def integrated_gradients(handle: ModelHandle, runs: EdgeRuns, steps: int) -> tor
         embedding = corrupted + (step / steps) * (clean - corrupted)
         gradients = node_input_gradients(handle, embedding, _metric_of(runs))
         total = gradients if total is None else total + gradients
+        if progress is not None:
+            progress(step, steps)
     return total / steps
 
 
@@ -149,8 +154,10 @@ def edge_attribution(handle: ModelHandle, clean_ids: torch.Tensor, corrupted_ids
 
 def edge_scores(handle: ModelHandle, runs: EdgeRuns, method: str, steps: int = 5, top_k: int = 200,
                 progress: Progress | None = None) -> pd.DataFrame:
-    """``edge_attribution`` on prepared runs."""
-    gradients = integrated_gradients(handle, runs, 1 if method == "eap" else steps)
+    """``edge_attribution`` on prepared runs; ``progress`` counts integration points (eap, eap-ig) or exact edge
+    patches (exact)."""
+    gradients = integrated_gradients(handle, runs, 1 if method == "eap" else steps,
+                                     progress if method != "exact" else None)
     table = runs.graph.edge_table(score_matrix(runs, gradients))
     return table if method != "exact" else refine(handle, runs, table, top_k, progress)
 

@@ -2,9 +2,12 @@
 
 The two runs keeping every node's write, each method's edge scores, faithfulness values and the exact
 refinement are kept separately, so moving the edge slider redraws from stored scores at once and only a new
-circuit size asks for a new faithfulness run.
+circuit size asks for a new faithfulness run. A circuit is chosen from the pair's own scores, or from a dataset's
+mean scores (``DatasetScores``, the summary of a finished circuit job, keyed by the job's id).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -35,18 +38,35 @@ def cached_scores(request: PatchRequest, method: str, steps: int) -> pd.DataFram
     return edge_scores(cached_model(request.model), circuit_runs(request), method, steps)
 
 
-def chosen_edges(request: PatchRequest, method: str, steps: int, how: str, n_edges: int) -> np.ndarray:
+@dataclass(frozen=True)
+class DatasetScores:
+    """Mean edge scores over a dataset's pairs (``named_edge_summary`` of a finished circuit job), in the graph's
+    edge order; compared and hashed by the job's id, so caches keyed by it stay small."""
+
+    job_id: str
+    table: pd.DataFrame = field(compare=False)
+
+
+def circuit_table(request: PatchRequest, method: str, steps: int,
+                  dataset: DatasetScores | None = None) -> pd.DataFrame:
+    """The score table a circuit is chosen from: the pair's own ``method`` scores, or the dataset's means."""
+    return cached_scores(request, method, steps) if dataset is None else dataset.table
+
+
+def chosen_edges(request: PatchRequest, method: str, steps: int, how: str, n_edges: int,
+                 dataset: DatasetScores | None = None) -> np.ndarray:
     """The pruned circuit (a mask over the edge table) of ``n_edges`` edges chosen by ``how``."""
-    table = cached_scores(request, method, steps)
-    return select(circuit_runs(request).graph, table["score"].to_numpy(), how, min(n_edges, len(table)))
+    table = circuit_table(request, method, steps, dataset)
+    return select(circuit_runs(request).graph, table["score"].fillna(0.0).to_numpy(), how,
+                  min(n_edges, len(table)))
 
 
 @memoise(on_miss=with_spinner("Running the model with every edge outside the circuit ablated…"))
 def cached_faithfulness(request: PatchRequest, method: str, steps: int, how: str, n_edges: int,
-                        ablation: str) -> float:
-    """The normalised metric of the chosen circuit (1 = clean run, 0 = corrupted run)."""
-    table = cached_scores(request, method, steps)
-    mask = chosen_edges(request, method, steps, how, n_edges)
+                        ablation: str, dataset: DatasetScores | None = None) -> float:
+    """The normalised metric of the chosen circuit on the request's pair (1 = clean run, 0 = corrupted run)."""
+    table = circuit_table(request, method, steps, dataset)
+    mask = chosen_edges(request, method, steps, how, n_edges, dataset)
     return float(circuit_values(cached_model(request.model), circuit_runs(request), table, [mask], ablation)[0])
 
 
@@ -59,9 +79,12 @@ def cached_curve(request: PatchRequest, steps: int, ablation: str) -> pd.DataFra
 
 
 @memoise(on_miss=with_spinner("Patching the top edges one at a time, exactly…"))
-def cached_refinement(request: PatchRequest, method: str, steps: int, top_k: int) -> pd.DataFrame:
-    """The ``top_k`` edges by |score|, patched exactly (``score``), with the method's ``estimate``."""
-    return refine(cached_model(request.model), circuit_runs(request), cached_scores(request, method, steps), top_k)
+def cached_refinement(request: PatchRequest, method: str, steps: int, top_k: int,
+                      dataset: DatasetScores | None = None) -> pd.DataFrame:
+    """The ``top_k`` edges by |score|, patched exactly on the request's pair (``score``), with the method's (or the
+    dataset's mean) ``estimate``."""
+    table = circuit_table(request, method, steps, dataset)[["source", "target", "input", "score"]]
+    return refine(cached_model(request.model), circuit_runs(request), table, top_k)
 
 
 @memoise(on_miss=with_spinner("Path patching: every sender into the receivers, the rest of the model clean…"))

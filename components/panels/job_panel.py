@@ -14,7 +14,10 @@ from analysis.jobs.cluster import dask_client
 from analysis.jobs.kinds import KINDS
 from analysis.jobs.records import JobRecord, JobStore
 from analysis.jobs.runner import JobRequest, JobRunner
+from analysis.methods.aggregate import named_edge_summary
+from analysis.methods.circuit_graph import graph_of
 from components.auth import can_write, user_name
+from components.caches.models import cached_model
 from components.share_links import DATABASE_ERRORS, share_store
 from components.state import update_state
 
@@ -85,6 +88,14 @@ def load_job(job_id: str) -> JobRecord | None:
 def job_result(job_id: str) -> pd.DataFrame:
     """A finished job's result table (finished results never change, so they are cached by id)."""
     return job_store().load(job_id).frame()
+
+
+@st.cache_resource(max_entries=8, show_spinner="Averaging the job's edge scores…")
+def edge_job_table(job_id: str, model: str) -> pd.DataFrame:
+    """A finished circuit job's per-edge summary with the edges' names from ``model``'s graph, in the graph's edge
+    order (``named_edge_summary``; kept as one shared object, not copied: do not modify it)."""
+    handle = cached_model(model)
+    return named_edge_summary(graph_of(handle.info, handle.parts.parallel_residual), job_store().load(job_id).frame())
 
 
 IMPORTANCE_JOBS, PATCHING_JOBS = "Head importance page", "Activation patching page"

@@ -1,4 +1,5 @@
-"""A finished sweep: per-head means with 95 % intervals, one head's values over the rows, rows to open, downloads."""
+"""A finished sweep: per-head means with 95 % intervals, one head's values over the rows, rows to open, downloads;
+for a circuit job, every edge's mean score with its 95 % interval, ranked, and the way to its circuit."""
 from __future__ import annotations
 
 import io
@@ -14,9 +15,9 @@ from components.figures.grids import importance_grid
 from components.figures.datasets import interval_figure, row_distribution, summary_hover
 from components.widgets.head_picker import head_grid
 from components.figures.grids import add_head_click_layer
-from components.panels.job_panel import job_result, rows_text
+from components.panels.job_panel import edge_job_table, job_result, rows_text
 from components.navigation import PAGES, page_file
-from components.state import bind, update_state
+from components.state import bind, carry_to_next_page, update_state
 
 _OPEN_PAGE = "atlas_sweep_open_page"
 
@@ -75,9 +76,61 @@ def _open_row(record: JobRecord, dataset: Dataset, row: int, layer: int, head: i
                   args=({**row_state(record, dataset, row), "layer": layer, "head": head}, page))
 
 
+def row_errors(record: JobRecord) -> None:
+    """The rows a job could not compute, with the reasons, in an expander (nothing if every row was computed)."""
+    if record.row_errors:
+        with st.expander(f"{len(record.row_errors)} row(s) could not be computed"):
+            st.markdown("\n".join(f"- row {error['row']}: {error['message']}" for error in record.row_errors[:50]))
+
+
+def _open_circuit(record: JobRecord, dataset: Dataset) -> None:
+    """Open the circuits page on the job's first scored pair with its circuit chosen from the job's mean scores."""
+    options, failed = record.params["options"], {error["row"] for error in record.row_errors}
+    first = next(row for row in range(len(dataset)) if row not in failed)
+    changes = {**row_state(record, dataset, first), "circuit_scores": "dataset",
+               "circuit_method": options.get("method", "eap"), "patch_metric": options.get("metric", "logit_diff")}
+    if options.get("method") == "eap-ig":
+        changes["circuit_steps"] = int(options.get("steps", 5))
+    carry_to_next_page(job=record.id)
+    open_page(changes, "circuits")
+
+
+def edge_results(record: JobRecord) -> None:
+    """A finished circuit job: every edge's mean score over the rows with its 95 % interval, ranked by |mean|; the
+    downloads; a button opening the circuits page on the first pair with the circuit of the mean scores."""
+    dataset = Dataset.from_dict(record.params["dataset"])
+    summary = edge_job_table(record.id, record.model)
+    computed = len(dataset) - len(record.row_errors)
+    top = st.columns(3)
+    top[0].metric("Rows computed", f"{computed:,} of {len(dataset):,}")
+    top[1].metric("Edges", f"{len(summary):,}")
+    top[2].metric("Method", record.params["options"].get("method", "eap").upper())
+    row_errors(record)
+    ranked = summary.rename(columns={"score": "mean"})
+    ranked = ranked.reindex(ranked["mean"].abs().sort_values(ascending=False, kind="stable").index)
+    st.subheader("Edges ranked by |mean score|")
+    st.dataframe(ranked.head(500)[["source", "target", "input", "mean", "ci_low", "ci_high", "n"]], hide_index=True,
+                 width="stretch", height=320)
+    st.caption(f"Each edge's score (the estimated change of the raw metric when that edge alone is patched from the "
+               f"corrupted prompt) averaged over {rows_text(computed)}, with Student's t {CONFIDENCE:.0%} interval; "
+               "the first 500 shown, every edge in the downloads.")
+    st.button("Open the circuit of the mean scores on the circuits page", key="sweep_open_circuits",
+              icon=":material/hub:", on_click=_open_circuit, args=(record, dataset),
+              help="The circuits page with the first scored pair as its prompts and its circuit chosen from these "
+                   "mean scores; faithfulness is measured on that pair.")
+    st.subheader("Downloads")
+    stem = f"{record.kind}-{record.id}"
+    downloads(ranked, f"{stem}-per-edge", "Per-edge mean scores", ("csv", "json", "parquet"))
+    downloads(job_result(record.id), f"{stem}-rows", "Every row × edge (edge index in the graph's order)",
+               ("parquet",))
+
+
 def sweep_results(record: JobRecord, state: dict) -> None:
     """The finished job's grids, the selected head's distribution over rows, the rows and the downloads."""
     follow_open_page()
+    if KINDS[record.kind].table == "edges":
+        edge_results(record)
+        return
     rows = job_result(record.id)
     dataset = Dataset.from_dict(record.params["dataset"])
     values = [value for value in KINDS[record.kind].values if value in rows.columns and rows[value].notna().any()]
@@ -90,9 +143,7 @@ def sweep_results(record: JobRecord, state: dict) -> None:
     computed = rows["row"].nunique()
     top[1].metric("Rows computed", f"{computed:,} of {len(dataset):,}")
     top[2].metric("Heads", f"{n_layers} × {n_heads}")
-    if record.row_errors:
-        with st.expander(f"{len(record.row_errors)} row(s) could not be computed"):
-            st.markdown("\n".join(f"- row {error['row']}: {error['message']}" for error in record.row_errors[:50]))
+    row_errors(record)
 
     summary = head_summary(rows, value)
     signed = bool((summary["mean"] < 0).any())

@@ -12,7 +12,7 @@ from analysis.methods.knockout import KNOCKOUT_VALUES
 from analysis.methods.metrics import METRICS
 from components.figures.datasets import row_distribution
 from components.panels.job_panel import job_result, rows_text
-from components.panels.job_results import downloads, follow_open_page, open_page, row_state
+from components.panels.job_results import downloads, follow_open_page, open_page, row_errors, row_state
 from components.state import bind, update_state
 
 INTERVAL = f"{CONFIDENCE * 100:g} % interval"
@@ -52,9 +52,7 @@ def knockout_results(record: JobRecord, state: dict, in_lab: bool = False) -> No
                      help=f"Over {rows_text(line.n)}; {INTERVAL} {_interval(line)} (Student's t).")
     st.caption(f"{INTERVAL}s of the mean (n = {len(rows)}): "
                + " · ".join(f"{_label(line.value)} {_interval(line)}" for line in summary.itertuples()))
-    if record.row_errors:
-        with st.expander(f"{len(record.row_errors)} row(s) could not be computed"):
-            st.markdown("\n".join(f"- row {error['row']}: {error['message']}" for error in record.row_errors[:50]))
+    row_errors(record)
 
     value = state["sweep_value"] if state["sweep_value"] in values else values[0]
     bind(st.selectbox, "sweep_value", "Value over the rows", options=values, index=values.index(value),

@@ -12,9 +12,9 @@ from analysis.methods.knockout import knockout_selection
 from analysis.runtime.handle import ModelHandle, ModelInfo
 from analysis.runtime.interventions import HeadIntervention
 from components.caches.ablation import Selection
-from components.panels.job_panel import load_job, rows_text
+from components.panels.job_panel import rows_text
 from components.panels.knockout_results import knockout_results
-from components.panels.page_jobs import page_job_panel
+from components.panels.page_jobs import page_job
 from components.widgets.datasets import dataset_source
 
 TITLE = "Test this selection on many prompts"
@@ -48,8 +48,8 @@ def lab_sweep(handle: ModelHandle, state: dict, selection: Selection) -> None:
             st.error(str(error))
             return
         request = knockout_request(info, state, dataset, checked)
-        done = page_job_panel(request, f"Knock out **{request.options['selection']}** on each of the "
-                                       f"{rows_text(len(dataset))} of {dataset.name}.",
-                              f"Start the sweep over {rows_text(len(dataset))}", "lab_sweep_start")
+        done = page_job(request, f"Knock out **{request.options['selection']}** on each of the "
+                                 f"{rows_text(len(dataset))} of {dataset.name}.",
+                        f"Start the sweep over {rows_text(len(dataset))}", "lab_sweep_start")
         if done is not None:
-            knockout_results(load_job(state["job"]), state, in_lab=True)
+            knockout_results(done, state, in_lab=True)

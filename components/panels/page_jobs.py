@@ -1,15 +1,18 @@
-"""Exact all-heads computations that a page runs on request as a background job: the importance page's exact
-ablation, and the patching page's exact head grid on long texts.
+"""Computations that a page runs on request as a background job: the importance page's exact ablation, the
+patching page's exact head grid on long texts, and the circuits page's edge scores over a dataset of pairs.
 
 A job's parameters are the page's model, text(s), token cap and options, so a job with the same parameters
 (started earlier, or by a teammate) is reused, and ``?job=<id>`` in the page's link reopens it.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import pandas as pd
 import streamlit as st
 
 from analysis.datasets import Dataset, PairRow
+from analysis.datasets.generators import ioi_dataset
 from analysis.jobs.kinds import KINDS
 from analysis.jobs.records import JobRecord, params_key
 from analysis.jobs.runner import INTERACTIVE_PRIORITY, JobRequest
@@ -38,17 +41,28 @@ def exact_patching_request(info: ModelInfo, state: dict) -> JobRequest:
                       options, int(state["max_tokens"]))
 
 
+def circuit_dataset_request(info: ModelInfo, state: dict, method: str, steps: int) -> JobRequest:
+    """The job scoring every edge with ``method`` on each of the IOI pairs that ``ds_n`` and ``ds_seed`` generate
+    (the datasets page's IOI rows: the same job whichever page starts it)."""
+    options = {"method": method, "steps": steps, "metric": state["patch_metric"]}
+    return JobRequest("circuit", state["model"], info.revision, ioi_dataset(int(state["ds_n"]), int(state["ds_seed"])),
+                      options, int(state["max_tokens"]))
+
+
 def _shown(record: JobRecord) -> JobRecord:
     st.session_state.setdefault(_SHOWN, set()).add(record.id)
     return record
 
 
-def _matching_job(request: JobRequest, state: dict) -> JobRecord | None:
-    """The job of the link if it computes this request, else a running or finished job with the same parameters.
-    A link's job that computes something else is announced, unless this session has shown it here before."""
+def _matching_job(request: JobRequest, state: dict,
+                  accept: Callable[[JobRecord], bool] | None = None) -> JobRecord | None:
+    """The job of the link if it computes this request (or ``accept`` takes it), else a running or finished job with
+    the same parameters. A link's job that computes something else is announced, unless this session has shown it
+    here before."""
     if state["job"]:
         record = load_job(state["job"])
-        if record is not None and params_key(record.params) == params_key(request.params()):
+        if record is not None and (params_key(record.params) == params_key(request.params())
+                                   or accept is not None and accept(record)):
             return _shown(record)
         if state["job"] in st.session_state.get(_SHOWN, ()):
             pass  # the page's options changed since it was shown: nothing to announce, it just goes
@@ -69,12 +83,13 @@ def _matching_job(request: JobRequest, state: dict) -> JobRecord | None:
     return record
 
 
-def page_job_panel(request: JobRequest, what: str, button: str, key: str) -> pd.DataFrame | None:
-    """The job's per-head result if it is done; otherwise a Run button (with ``what`` it computes above it), or
-    the running job's progress."""
-    record = _matching_job(request, get_state())
+def page_job(request: JobRequest, what: str, button: str, key: str,
+             accept: Callable[[JobRecord], bool] | None = None) -> JobRecord | None:
+    """The job's record if it is done; otherwise a Run button (with ``what`` it computes above it), or the running
+    job's progress. ``accept`` may take the link's job although it differs from ``request``."""
+    record = _matching_job(request, get_state(), accept)
     if record is not None and record.status == "done":
-        return job_result(record.id).drop(columns="row")
+        return record
     if record is not None and record.active:
         job_progress(record.id)
         return None
@@ -87,3 +102,10 @@ def page_job_panel(request: JobRequest, what: str, button: str, key: str) -> pd.
     st.caption("It runs as a background job on the Dask workers, with progress, the time left and Cancel; the page "
                "stays usable, and the link reopens the result.")
     return None
+
+
+def page_job_panel(request: JobRequest, what: str, button: str, key: str) -> pd.DataFrame | None:
+    """The job's per-head result if it is done; otherwise a Run button (with ``what`` it computes above it), or
+    the running job's progress."""
+    record = page_job(request, what, button, key)
+    return None if record is None else job_result(record.id).drop(columns="row")

@@ -14,6 +14,7 @@ from analysis.heads import HeadSpecError
 from analysis.jobs.kinds import KINDS, available_kinds
 from analysis.methods.ablation_spec import format_ablation
 from analysis.methods.knockout import knockout_selection
+from analysis.methods.edge_attribution import MAX_STEPS, SCORE_METHODS
 from analysis.methods.patching_metric import PATCHING_METRICS
 from analysis.runtime.handle import ModelHandle, ModelInfo
 from components.widgets.metrics import ablation_mode_choice, metric_choice
@@ -123,14 +124,36 @@ def sweep_options(dataset: Dataset, info: ModelInfo, state: dict) -> tuple[str, 
     if kind == "patching":
         left, right = st.columns(2)
         with left:
-            bind(st.radio, "patch_metric", "Metric", options=list(PATCHING_METRICS),
-                 index=list(PATCHING_METRICS).index(state["patch_metric"]), format_func=PATCHING_METRICS.get,
-                 horizontal=True, help="Measured with each row's own target and distractor.")
+            _pair_metric_choice(state)
         with right:
             bind(st.radio, "patch_direction", "Direction", options=["denoise", "noise"],
                  index=["denoise", "noise"].index(state["patch_direction"]), horizontal=True,
                  help="Denoise: clean activations into the corrupted run. Noise: corrupted into the clean run.")
         return kind, {"metric": state["patch_metric"], "direction": state["patch_direction"]}
+    if kind == "circuit":
+        return kind, circuit_options(state)
     if kind == "knockout":
         return kind, _knockout_options(dataset, info, state)
     return kind, {}
+
+
+def _pair_metric_choice(state: dict) -> None:
+    bind(st.radio, "patch_metric", "Metric", options=list(PATCHING_METRICS),
+         index=list(PATCHING_METRICS).index(state["patch_metric"]), format_func=PATCHING_METRICS.get,
+         horizontal=True, help="Measured with each row's own target and distractor.")
+
+
+def circuit_options(state: dict) -> dict[str, Any]:
+    """The circuit kind's options: the edge score method, its integration steps and the metric (the circuits
+    page's fields, so the same job is found from either page)."""
+    columns = st.columns([2, 1, 3])
+    with columns[0]:
+        bind(st.radio, "circuit_method", "Edge scores", options=list(SCORE_METHODS), format_func=SCORE_METHODS.get,
+             index=list(SCORE_METHODS).index(state["circuit_method"]))
+    with columns[1]:
+        bind(st.number_input, "circuit_steps", "EAP-IG steps", min_value=1, max_value=MAX_STEPS,
+             value=int(state["circuit_steps"]), disabled=state["circuit_method"] != "eap-ig")
+    with columns[2]:
+        _pair_metric_choice(state)
+    steps = int(state["circuit_steps"]) if state["circuit_method"] == "eap-ig" else 1
+    return {"method": state["circuit_method"], "steps": steps, "metric": state["patch_metric"]}
