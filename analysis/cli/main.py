@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
          circuit_command, add_circuit_arguments),
         ("dataset", "generate a built-in dataset (ioi, repeat, natural) or check a CSV/JSONL file", dataset_command,
          add_dataset_arguments),
-        ("sweep", "run census, importance, patching or a lab selection's knockout over a dataset as a job on Dask",
-         sweep_command, add_sweep_arguments),
+        ("sweep", "run census, importance, patching, circuit edge scores or a lab selection's knockout over a "
+                  "dataset as a job on Dask", sweep_command, add_sweep_arguments),
         ("jobs", "list, show or cancel jobs", jobs_command, add_jobs_arguments),
     ]
     for name, help_text, handler, add_arguments in registry:
