@@ -66,6 +66,14 @@ shared_links = "read-only"
         yield url, database
 
 
+def new_page(browser):
+    """A page of its own browser context whose every wait, navigation included, has the busy-machine bound."""
+    page = browser.new_context().new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.set_default_navigation_timeout(TIMEOUT_MS)
+    return page
+
+
 def sign_in(page, base: str, user: str) -> None:
     """Sign in through the provider's page as ``user`` (the app asks first)."""
     page.goto(base + "/")
@@ -87,7 +95,7 @@ def add_note(page, text: str) -> None:
 
 def test_sign_in_notes_of_their_own_and_read_only_links(team_app, browser, artifacts_dir):
     base, database = team_app
-    page = browser.new_context().new_page()
+    page = new_page(browser)
     page.goto(base + "/head_view")
     page.get_by_text("This team server asks you to sign in first.").wait_for(timeout=TIMEOUT_MS)
     assert page.get_by_role("heading", name="Notes on L1H2").count() == 0
@@ -112,11 +120,11 @@ def test_sign_in_notes_of_their_own_and_read_only_links(team_app, browser, artif
     [note] = ShareStore(database).notes(_model(database))
     assert (note.author, note.author_id) == ("Ana", "ana@lab.org")
 
-    stranger = browser.new_context().new_page()
+    stranger = new_page(browser)
     sign_in(stranger, base, "eve")
     stranger.get_by_text("is not on this server's allow-list").wait_for(timeout=TIMEOUT_MS)
 
-    reader = browser.new_context().new_page()  # not signed in, through a shared link
+    reader = new_page(browser)  # not signed in, through a shared link
     open_head(reader, base, f"layer=1&head=2&job={'A' * 16}")
     assert reader.get_by_text("copies the indirect object").is_visible()
     assert reader.get_by_text("Sign in to write notes.").is_visible()
@@ -133,7 +141,7 @@ def test_eight_signed_in_sessions_at_once_keep_every_note_and_job(team_app, brow
     base, database = team_app
     pages = []
     for user in TEAM:
-        page = browser.new_context().new_page()
+        page = new_page(browser)
         sign_in(page, base, user)
         pages.append(page)
     for page in pages:
