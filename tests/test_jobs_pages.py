@@ -116,7 +116,9 @@ def test_a_knockout_sweep_of_pairs_shows_means_per_row_and_opens_a_row_in_the_la
                           "Mean KL of the next-token distribution"}
     assert means["Mean Δ log-prob of the target token"] < 0  # knocking out IOI heads lowers " Mary"'s log-prob
     rows = _rows_table(app)
-    assert list(rows["row"]) == [0, 1, 2] and rows["target"].tolist() == [p.target for p in ioi_dataset(3, 4).pairs]
+    targets = [p.target for p in ioi_dataset(3, 4).pairs]  # ' Mary': its leading space is shown, not hidden
+    assert list(rows["row"]) == [0, 1, 2] and rows["target"].tolist() == [t.replace(" ", "␣", 1) for t in targets]
+    assert all(target.startswith(" ") for target in targets)
     app.button(key="knockout_open_row").click().run()  # AppTest does not follow st.switch_page; the state shows it
     assert not app.exception
     assert app.query_params["ablate"] == "L1H5:zero:0,L9H1:resample:0"

@@ -10,6 +10,7 @@ from analysis.jobs.records import JobRecord
 from analysis.methods.aggregate import CONFIDENCE, value_summary
 from analysis.methods.knockout import KNOCKOUT_VALUES
 from analysis.methods.metrics import METRICS
+from analysis.runtime.tokens import visible_token
 from components.figures.datasets import row_distribution
 from components.panels.job_panel import job_result, rows_text
 from components.panels.job_results import downloads, follow_open_page, open_page, row_errors, row_state
@@ -66,7 +67,8 @@ def knockout_results(record: JobRecord, state: dict, in_lab: bool = False) -> No
                     config={"displayModeBar": False}, key="knockout_distribution")
     table = rows.assign(text=[dataset.texts[row] for row in rows["row"]])[list(ROW_COLUMNS)]
     st.caption("Pick a row to open its prompt in the lab with this selection.")
-    event = st.dataframe(table, hide_index=True, width="stretch", height=260, on_select="rerun",
+    shown = table.assign(target=table["target"].map(visible_token))  # ' Mary' as '␣Mary'; downloads keep it raw
+    event = st.dataframe(shown, hide_index=True, width="stretch", height=260, on_select="rerun",
                          selection_mode="single-row", key="knockout_rows_table")
     if event is not None and event.selection.rows:
         update_state(sweep_row=int(table["row"].iloc[event.selection.rows[0]]))
