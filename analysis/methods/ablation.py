@@ -10,6 +10,7 @@ the three metrics of ``analysis.methods.metrics``, the downstream heads whose at
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -87,6 +88,18 @@ def selection_edits(handle: ModelHandle, rows: list[list[HeadIntervention]], inp
     return compile_selection(rows, handle.info.n_layers, handle.info.n_heads, bases)
 
 
+def edited_logits(handle: ModelHandle, input_ids: torch.Tensor, clean: CleanRun, edits: Edits,
+                  on_pattern: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor | None:
+    """Logits with ``edits``, restarted from the clean stream at the first edited layer (nothing below it can
+    change); None when no edit is active (the clean run itself). ``on_pattern(layer, weights)`` sees each
+    recomputed layer's attention."""
+    if not edits.active_layers:
+        return None
+    start = min(edits.active_layers)
+    return run_with_cache(handle, input_ids, edits=edits, start_layer=start,
+                          start_residual=clean.cache["resid_pre", start], on_pattern=on_pattern).logits
+
+
 def _top_table(handle: ModelHandle, before: torch.Tensor, after: torch.Tensor, k: int) -> pd.DataFrame:
     """Union of the top-k tokens before and after, with both probabilities, sorted by the larger one."""
     ids = torch.unique(torch.cat([before.topk(k).indices, after.topk(k).indices]))
@@ -140,17 +153,14 @@ def ablate(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[Hea
     clean = clean or clean_run(handle, input_ids)
     edits = selection_edits(handle, [interventions], input_ids, source_ids)
     change = np.zeros((handle.info.n_layers, handle.info.n_heads))
-    kept, output = _Downstream(change, n_downstream), None  # no active edit: the clean run itself
-    if edits.active_layers:
-        start = min(edits.active_layers)
+    kept = _Downstream(change, n_downstream)
 
-        def compare_layer(layer: int, weights: torch.Tensor) -> None:
-            clean_weights = layer_attention(handle, input_ids, layer, clean.cache["resid_pre", layer])
-            change[layer] = _pattern_change(clean_weights[0], weights[0])
-            kept.see(layer, clean_weights[0], weights[0])
+    def compare_layer(layer: int, weights: torch.Tensor) -> None:
+        clean_weights = layer_attention(handle, input_ids, layer, clean.cache["resid_pre", layer])
+        change[layer] = _pattern_change(clean_weights[0], weights[0])
+        kept.see(layer, clean_weights[0], weights[0])
 
-        output = run_with_cache(handle, input_ids, edits=edits, start_layer=start,
-                                start_residual=clean.cache["resid_pre", start], on_pattern=compare_layer).logits
+    output = edited_logits(handle, input_ids, clean, edits, compare_layer)
     downstream, patterns_before, patterns_after = kept.result()
     common = dict(interventions=tuple(interventions), tokens=token_strings(handle.tokenizer, input_ids[0]),
                   downstream=downstream, patterns_before=patterns_before, patterns_after=patterns_after)

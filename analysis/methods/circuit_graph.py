@@ -83,6 +83,11 @@ class CircuitGraph:
         """The layer of each source (-1 for the input)."""
         return np.array([-1] + [layer for layer in range(self.n_layers) for _ in range(self.n_heads + 1)])
 
+    @cached_property
+    def source_heads(self) -> np.ndarray:
+        """The head index of each source (-1 for the input and the MLPs)."""
+        return np.array([-1] + [head for _ in range(self.n_layers) for head in [*range(self.n_heads), -1]])
+
     def head_source(self, layer: int, head: int) -> int:
         """Index of head (layer, head) among the sources."""
         return 1 + layer * (self.n_heads + 1) + head

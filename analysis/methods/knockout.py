@@ -13,10 +13,9 @@ from __future__ import annotations
 import torch
 
 from analysis.heads import HeadSpecError
-from analysis.methods.ablation import clean_run, selection_edits
+from analysis.methods.ablation import clean_run, edited_logits, selection_edits
 from analysis.methods.ablation_spec import parse_ablation
 from analysis.methods.metrics import METRICS, Metric, MetricError, metric_delta, with_default_target
-from analysis.runtime.forward import run_with_cache
 from analysis.runtime.handle import ModelHandle
 from analysis.runtime.interventions import HeadIntervention
 from analysis.runtime.tokens import token_strings
@@ -49,11 +48,8 @@ def knockout(handle: ModelHandle, input_ids: torch.Tensor, interventions: list[H
     clean = clean_run(handle, input_ids)
     ref = clean.reference
     edits = selection_edits(handle, [interventions], input_ids, source_ids)
-    output = clean.cache.logits
-    if edits.active_layers:
-        start = min(edits.active_layers)
-        output = run_with_cache(handle, input_ids, edits=edits, start_layer=start,
-                                start_residual=clean.cache["resid_pre", start]).logits
+    output = edited_logits(handle, input_ids, clean, edits)
+    output = clean.cache.logits if output is None else output
     metric = with_default_target(Metric("logprob", target_id=target_id), ref)
     delta = {name: float(metric_delta(output, input_ids, Metric(name, target_id=metric.target_id), ref)[0])
              for name in METRICS}

@@ -89,7 +89,5 @@ def path_patching(handle: ModelHandle, runs: EdgeRuns, receivers: Sequence[int],
         return kept
 
     values = kept_edge_values(handle, runs, len(rows), matrices)
-    in_layer = (rows - 1) % (graph.n_heads + 1)  # sources: input, then per layer its heads and its MLP
-    heads = np.where((rows > 0) & (in_layer < graph.n_heads), in_layer, -1)
     return pd.DataFrame({"sender": [graph.sources[row] for row in rows], "layer": graph.source_layers[rows],
-                         "head": heads, "value": values, "effect": values - 1.0})
+                         "head": graph.source_heads[rows], "value": values, "effect": values - 1.0})
